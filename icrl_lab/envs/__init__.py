@@ -1,0 +1,55 @@
+"""Environments for in-context RL: each task family as a gymnasium environment and as a batched array form.
+
+After ``import icrl_lab``, ``gymnasium.make("icrl_lab/DarkRoom-v0", goal=(r, c))`` and friends work.
+The batched forms step many tasks at once and are what collection and evaluation use.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .bandit import BatchedBernoulliBandit, BernoulliBanditEnv
+from .dark_room import BatchedDarkRoom, DarkRoomEnv
+from .grid import ACTION_NAMES
+from .key_to_door import BatchedDarkKeyToDoor, DarkKeyToDoorEnv
+from .tasks import bandit_tasks, dark_room_goals, key_to_door_tasks
+
+# family name -> (gymnasium environment, batched environment)
+FAMILIES = {
+    "DarkRoom": (DarkRoomEnv, BatchedDarkRoom),
+    "DarkKeyToDoor": (DarkKeyToDoorEnv, BatchedDarkKeyToDoor),
+    "BernoulliBandit": (BernoulliBanditEnv, BatchedBernoulliBandit),
+}
+
+# Registered ids: family and the keyword arguments of each variant (AD^eps paper, appendix).
+VARIANTS = {
+    "DarkRoom-v0": ("DarkRoom", {}),
+    "DarkRoomSmall-v0": ("DarkRoom", {"size": 3, "horizon": 5}),
+    "DarkRoomMedium-v0": ("DarkRoom", {"size": 5, "horizon": 20}),
+    "DarkRoomHard-v0": ("DarkRoom", {"size": 17, "horizon": 20, "terminate_on_goal": True}),
+    "DarkKeyToDoor-v0": ("DarkKeyToDoor", {}),
+    "BernoulliBandit-v0": ("BernoulliBandit", {}),
+}
+
+
+def make_batched(family: str, tasks, **kwargs):
+    """The batched environment of a family ('DarkRoom', 'DarkKeyToDoor', 'BernoulliBandit') over a task array."""
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not one of {sorted(FAMILIES)}")
+    return FAMILIES[family][1](tasks, **kwargs)
+
+
+def _register():
+    for env_id, (family, kwargs) in VARIANTS.items():
+        if f"icrl_lab/{env_id}" not in gym.registry:
+            env_class = FAMILIES[family][0]
+            gym.register(id=f"icrl_lab/{env_id}", entry_point=f"{env_class.__module__}:{env_class.__name__}", kwargs=kwargs)
+
+
+_register()
+
+__all__ = [
+    "ACTION_NAMES", "FAMILIES", "VARIANTS", "make_batched",
+    "DarkRoomEnv", "BatchedDarkRoom", "DarkKeyToDoorEnv", "BatchedDarkKeyToDoor",
+    "BernoulliBanditEnv", "BatchedBernoulliBandit",
+    "dark_room_goals", "key_to_door_tasks", "bandit_tasks",
+]

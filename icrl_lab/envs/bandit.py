@@ -1,0 +1,91 @@
+"""Bernoulli multi-armed bandits: k arms, each paying 1 with its own hidden probability.
+
+The task is the vector of arm means. There is nothing to observe (the observation is always 0), so
+all that can be learned comes from one's own actions and rewards, which makes bandits the simplest
+setting for in-context learning (as in DPT, Lee et al. 2023: 5 arms, horizon 500).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from .grid import check_horizon
+
+
+def check_means(means, name: str = "means") -> np.ndarray:
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim < 1 or means.shape[-1] < 2:
+        raise ValueError(f"{name} has {means.shape[-1] if means.ndim else 0} arms: a bandit needs k >= 2 arms")
+    if np.any((means < 0) | (means > 1)) or not np.all(np.isfinite(means)):
+        raise ValueError(f"{name} must be probabilities in [0, 1], got {means.tolist()}")
+    return means
+
+
+class BernoulliBanditEnv(gym.Env):
+    """One bandit task with gymnasium's API. means None: k arm means drawn uniformly at every seeded reset."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, means=None, k: int = 5, horizon: int = 500):
+        self.horizon = check_horizon(horizon)
+        if means is None:
+            if not isinstance(k, (int, np.integer)) or k < 2:
+                raise ValueError(f"k={k!r} is not allowed: a bandit needs k >= 2 arms")
+            self.means, self.k = None, int(k)
+        else:
+            self.means = check_means(means)
+            self.k = len(self.means)
+        self._draw_task = means is None
+        self.observation_space = gym.spaces.Discrete(1)
+        self.action_space = gym.spaces.Discrete(self.k)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self._draw_task and (seed is not None or self.means is None):
+            self.means = self.np_random.random(self.k)
+        self.steps = 0
+        return 0, {"means": self.means.copy()}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action={action!r} is not one of the arms 0..{self.k - 1}")
+        reward = float(self.np_random.random() < self.means[int(action)])
+        self.steps += 1
+        return 0, reward, False, self.steps >= self.horizon, {"means": self.means.copy()}
+
+
+class BatchedBernoulliBandit:
+    """Many bandit tasks at once: tasks is an array of arm means, shape (n, k)."""
+
+    family = "BernoulliBandit"
+    stochastic = True
+    fixed_length_episodes = True
+    num_obs = 1
+
+    def __init__(self, tasks, horizon: int = 500):
+        self.horizon = check_horizon(horizon)
+        self.means = check_means(tasks, "tasks")
+        if self.means.ndim != 2:
+            raise ValueError(f"tasks must have shape (n, k) of arm means, got {self.means.shape}")
+        self.num_envs, self.num_actions = self.means.shape
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed=None, mask=None) -> np.ndarray:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        if mask is None:
+            self.steps = np.zeros(self.num_envs, dtype=np.int64)
+        else:
+            self.steps[mask] = 0
+        return np.zeros(self.num_envs, dtype=np.int64)
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        rewards = (self.rng.random(self.num_envs) < self.means[np.arange(self.num_envs), actions]).astype(np.float32)
+        self.steps += 1
+        truncated = self.steps >= self.horizon
+        return np.zeros(self.num_envs, dtype=np.int64), rewards, np.zeros(self.num_envs, dtype=bool), truncated
+
+    def optimal_actions(self) -> np.ndarray:
+        """The best arm of each task (what DPT is trained to predict)."""
+        return np.argmax(self.means, axis=1)

@@ -1,0 +1,121 @@
+"""Dark Room: find an invisible goal cell on a grid, knowing only your own cell and your reward.
+
+As defined for AD^eps (Zisman et al., 2024): a 9x9 grid, five actions (noop, up, right, down, left),
+every episode starts at the centre, reward 1 on every step the agent stands on the goal after moving,
+no termination, 20 steps an episode. The goal is the task, and it is never observed.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from .grid import ACTION_NAMES, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+
+
+class DarkRoomEnv(gym.Env):
+    """One Dark Room task, with gymnasium's API.
+
+    goal: the hidden (row, col); None draws one uniformly at every seeded reset (and keeps it otherwise).
+    start: the (row, col) every episode starts from; None means the centre cell.
+    terminate_on_goal: end the episode on the first reward (the 'Hard' variant).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, goal=None, size: int = 9, horizon: int = 20, start=None,
+                 terminate_on_goal: bool = False, render_mode: str | None = None):
+        self.size = check_size(size)
+        self.horizon = check_horizon(horizon)
+        self.start = check_cell("start", start, self.size) if start is not None else (self.size // 2, self.size // 2)
+        self.goal = check_cell("goal", goal, self.size) if goal is not None else None
+        self._draw_goal = goal is None
+        self.terminate_on_goal = bool(terminate_on_goal)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Discrete(self.size * self.size)
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self._draw_goal and (seed is not None or self.goal is None):
+            cell = int(self.np_random.integers(self.size * self.size))
+            self.goal = divmod(cell, self.size)
+        self.row, self.col = self.start
+        self.steps = 0
+        return self.row * self.size + self.col, {"goal": self.goal}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action={action!r} is not one of the actions 0..{self.action_space.n - 1}")
+        row, col = move(self.row, self.col, int(action), self.size)
+        self.row, self.col = int(row), int(col)
+        self.steps += 1
+        reward = 1.0 if (self.row, self.col) == self.goal else 0.0
+        terminated = self.terminate_on_goal and reward > 0
+        truncated = self.steps >= self.horizon and not terminated
+        return self.row * self.size + self.col, reward, terminated, truncated, {"goal": self.goal}
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return draw_rgb(self.size, (self.row, self.col), {"goal": self.goal})
+        return None
+
+
+class BatchedDarkRoom:
+    """Many Dark Room tasks stepped at once on arrays: one row per task (goal).
+
+    The agent's position is kept as a cell id, and both the moves and the optimal policy are looked
+    up in small tables built once (cells x actions, and goals x cells: size**4 bytes), which makes a
+    step a few array operations however many tasks there are.
+    """
+
+    family = "DarkRoom"
+    num_actions = len(ACTION_NAMES)
+
+    def __init__(self, goals, size: int = 9, horizon: int = 20, start=None, terminate_on_goal: bool = False):
+        self.size = check_size(size)
+        self.horizon = check_horizon(horizon)
+        start = check_cell("start", start, self.size) if start is not None else (self.size // 2, self.size // 2)
+        goals = check_cells("goals", goals, self.size)
+        self.terminate_on_goal = bool(terminate_on_goal)
+        self.num_envs = len(goals)
+        self.num_obs = self.size * self.size
+        # Fixed-length episodes that always start in the same place are independent of each other.
+        self.fixed_length_episodes = not self.terminate_on_goal
+        self.start_cell = start[0] * self.size + start[1]
+        self.goal_cells = goals[:, 0] * self.size + goals[:, 1]
+        row, col = np.divmod(np.arange(self.num_obs), self.size)
+        next_row, next_col = move(row[:, None], col[:, None], np.arange(self.num_actions)[None, :], self.size)
+        self._next_cell = (next_row * self.size + next_col).ravel()  # index: cell * num_actions + action
+        self._optimal = shortest_path_action(row[None, :], col[None, :], row[:, None], col[:, None]).astype(np.int8).ravel()
+        self._goal_offset = self.goal_cells * self.num_obs  # index into _optimal: goal * num_obs + cell
+        self._optimal_now = None
+
+    def reset(self, seed=None, mask=None) -> np.ndarray:
+        """Reset every row (mask None) or the rows where mask is True; return all observations."""
+        # New arrays rather than in-place writes, so observations already handed out never change.
+        if mask is None:
+            self.cell = np.full(self.num_envs, self.start_cell)
+            self.steps = np.zeros(self.num_envs, dtype=np.int64)
+        else:
+            self.cell = np.where(mask, self.start_cell, self.cell)
+            self.steps = np.where(mask, 0, self.steps)
+        self._optimal_now = None
+        return self.cell
+
+    def step(self, actions):
+        self.cell = self._next_cell[self.cell * self.num_actions + actions]
+        self._optimal_now = None
+        self.steps += 1
+        on_goal = self.cell == self.goal_cells
+        rewards = on_goal.astype(np.float32)
+        terminated = on_goal if self.terminate_on_goal else np.zeros(self.num_envs, dtype=bool)
+        truncated = (self.steps >= self.horizon) & ~terminated
+        return self.cell, rewards, terminated, truncated
+
+    def optimal_actions(self) -> np.ndarray:
+        """The scripted optimal policy: vertical moves first, then horizontal, then noop on the goal."""
+        if self._optimal_now is None:  # asked for by both a demonstrator and the recorder each step
+            self._optimal_now = self._optimal[self._goal_offset + self.cell]
+        return self._optimal_now

@@ -1,0 +1,136 @@
+"""Dark Key-to-Door: pick up an invisible key, then reach an invisible door.
+
+As in AD and AD^eps: a 9x9 grid with Dark Room's five actions, a random start cell (never the key),
++1 the first time the agent reaches the key, +1 on reaching the door while holding the key, which ends
+the episode; otherwise the episode is cut at 40 steps. The most an episode can return is 2. The
+observation is the agent's cell only: whether it holds the key is not observed.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from .grid import ACTION_NAMES, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+
+
+def _check_key_door(key, door, size):
+    key, door = check_cell("key", key, size), check_cell("door", door, size)
+    if key == door:
+        raise ValueError(f"key={key} and door={door} must be different cells")
+    return key, door
+
+
+class DarkKeyToDoorEnv(gym.Env):
+    """One Key-to-Door task, with gymnasium's API. key/door None: drawn at every seeded reset."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, key=None, door=None, size: int = 9, horizon: int = 40, render_mode: str | None = None):
+        self.size = check_size(size)
+        self.horizon = check_horizon(horizon)
+        if (key is None) != (door is None):
+            raise ValueError("key and door must be given together, or both left out to draw them at random")
+        self.key, self.door = _check_key_door(key, door, self.size) if key is not None else (None, None)
+        self._draw_task = key is None
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Discrete(self.size * self.size)
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        n_cells = self.size * self.size
+        if self._draw_task and (seed is not None or self.key is None):
+            key, door = self.np_random.choice(n_cells, size=2, replace=False)
+            self.key, self.door = divmod(int(key), self.size), divmod(int(door), self.size)
+        key_id = self.key[0] * self.size + self.key[1]
+        start = int(self.np_random.integers(n_cells))
+        while start == key_id:
+            start = int(self.np_random.integers(n_cells))
+        self.row, self.col = divmod(start, self.size)
+        self.has_key = False
+        self.steps = 0
+        return start, self._info()
+
+    def _info(self):
+        return {"key": self.key, "door": self.door, "has_key": self.has_key}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action={action!r} is not one of the actions 0..{self.action_space.n - 1}")
+        row, col = move(self.row, self.col, int(action), self.size)
+        self.row, self.col = int(row), int(col)
+        self.steps += 1
+        reward, terminated = 0.0, False
+        if (self.row, self.col) == self.key and not self.has_key:
+            self.has_key, reward = True, 1.0
+        elif (self.row, self.col) == self.door and self.has_key:
+            reward, terminated = 1.0, True
+        truncated = self.steps >= self.horizon and not terminated
+        return self.row * self.size + self.col, reward, terminated, truncated, self._info()
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            marks = {"door": self.door} if self.has_key else {"key": self.key, "door": self.door}
+            return draw_rgb(self.size, (self.row, self.col), marks)
+        return None
+
+
+class BatchedDarkKeyToDoor:
+    """Many Key-to-Door tasks at once: tasks is an array of (key_row, key_col, door_row, door_col)."""
+
+    family = "DarkKeyToDoor"
+    num_actions = len(ACTION_NAMES)
+    stochastic = True
+    fixed_length_episodes = False
+
+    def __init__(self, tasks, size: int = 9, horizon: int = 40):
+        self.size = check_size(size)
+        self.horizon = check_horizon(horizon)
+        tasks = np.asarray(tasks, dtype=np.int64)
+        if tasks.ndim != 2 or tasks.shape[1] != 4:
+            raise ValueError(f"tasks must have shape (n, 4) of (key_row, key_col, door_row, door_col), got {tasks.shape}")
+        self.keys = check_cells("keys", tasks[:, :2], self.size)
+        self.doors = check_cells("doors", tasks[:, 2:], self.size)
+        if np.any(np.all(self.keys == self.doors, axis=1)):
+            raise ValueError("every task needs its key and its door on different cells")
+        self.num_envs = len(tasks)
+        self.num_obs = self.size * self.size
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed=None, mask=None) -> np.ndarray:
+        """Reset every row (mask None) or the masked rows to a random start that is not the key."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        if mask is None:
+            self.row = np.zeros(self.num_envs, dtype=np.int64)
+            self.col = np.zeros(self.num_envs, dtype=np.int64)
+            self.has_key = np.zeros(self.num_envs, dtype=bool)
+            self.steps = np.zeros(self.num_envs, dtype=np.int64)
+            mask = np.ones(self.num_envs, dtype=bool)
+        rows = np.flatnonzero(mask)
+        key_ids = self.keys[rows, 0] * self.size + self.keys[rows, 1]
+        start = self.rng.integers(self.num_obs, size=len(rows))
+        while np.any(redraw := start == key_ids):
+            start[redraw] = self.rng.integers(self.num_obs, size=int(redraw.sum()))
+        self.row[rows], self.col[rows] = np.divmod(start, self.size)
+        self.has_key[rows], self.steps[rows] = False, 0
+        return self.row * self.size + self.col
+
+    def step(self, actions):
+        self.row, self.col = move(self.row, self.col, np.asarray(actions), self.size)
+        self.steps += 1
+        at_key = (self.row == self.keys[:, 0]) & (self.col == self.keys[:, 1])
+        at_door = (self.row == self.doors[:, 0]) & (self.col == self.doors[:, 1])
+        picked = at_key & ~self.has_key
+        terminated = at_door & self.has_key
+        self.has_key |= picked
+        rewards = (picked | terminated).astype(np.float32)
+        truncated = (self.steps >= self.horizon) & ~terminated
+        return self.row * self.size + self.col, rewards, terminated, truncated
+
+    def optimal_actions(self) -> np.ndarray:
+        """Scripted optimal policy: shortest path to the key, then to the door."""
+        target = np.where(self.has_key[:, None], self.doors, self.keys)
+        return shortest_path_action(self.row, self.col, target[:, 0], target[:, 1])

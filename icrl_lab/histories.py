@@ -1,0 +1,208 @@
+"""Learning histories in memory and on disk, and the context windows that AD trains on.
+
+A learning history is one task's whole stream of steps, episode after episode, in the order the
+policy that made it improved. A dataset holds many histories of the same number of steps, stored as
+(histories x steps) arrays, like the XLand-100B datasets:
+
+    observations[h, t]     what the agent observed before acting at step t
+    actions[h, t]          the action it took
+    rewards[h, t]          the reward that action earned
+    dones[h, t]            True if the episode ended after step t (the next observation starts a new one)
+    epsilon[h, t]          (optional) the demonstrator's noise level at step t, for AD^eps curricula
+    optimal_actions[h, t]  (optional) the optimal action for observations[h, t], DPT's label
+    tasks[h]               the task of history h (a goal cell, a key and door, arm means)
+
+File format (HDF5, one file a dataset): the arrays above as datasets at the root, gzip-compressed and
+chunked by history, and the root attributes ``format = "icrl_lab.histories"``, ``format_version = 1`` and
+``metadata`` (JSON: environment family and keyword arguments, source and its parameters, seed, package
+version, and the call that made it). Files are written to a temporary name and renamed into place, so an
+interrupted write never leaves a file that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+FORMAT, FORMAT_VERSION = "icrl_lab.histories", 1
+STEP_ARRAYS = ("observations", "actions", "rewards", "dones")
+OPTIONAL_STEP_ARRAYS = ("epsilon", "optimal_actions")
+
+
+class HistoryFileError(ValueError):
+    """A history file that is missing, truncated, corrupt or not in icrl_lab's format."""
+
+
+@dataclass
+class Histories:
+    """A dataset of learning histories: (histories x steps) arrays, one task per history, and metadata."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    tasks: np.ndarray
+    epsilon: np.ndarray | None = None
+    optimal_actions: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        shape = self.observations.shape
+        if len(shape) != 2:
+            raise ValueError(f"observations must be a (histories, steps) array, got shape {shape}")
+        for name in STEP_ARRAYS[1:] + OPTIONAL_STEP_ARRAYS:
+            array = getattr(self, name)
+            if array is not None and array.shape != shape:
+                raise ValueError(f"{name} has shape {array.shape} but observations have {shape}: every step array must match")
+        if len(self.tasks) != shape[0]:
+            raise ValueError(f"tasks has {len(self.tasks)} rows but there are {shape[0]} histories")
+
+    @property
+    def num_histories(self) -> int:
+        return self.observations.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        return self.observations.shape[1]
+
+    def episode_returns(self) -> np.ndarray:
+        """Return of every complete episode, shape (histories, episodes); NaN where a history has fewer episodes."""
+        ends = [np.flatnonzero(row) for row in self.dones]
+        width = max((len(e) for e in ends), default=0)
+        returns = np.full((self.num_histories, width), np.nan)
+        cumulative = np.cumsum(self.rewards, axis=1, dtype=np.float64)
+        for h, end in enumerate(ends):
+            totals = cumulative[h, end]
+            returns[h, :len(end)] = np.diff(totals, prepend=0.0)
+        return returns
+
+    def summary(self) -> dict:
+        """Headline numbers: size, first and last episode's mean return, lowest noise level."""
+        returns = self.episode_returns()
+        last = np.array([row[~np.isnan(row)][-1] for row in returns]) if returns.size else np.array([np.nan])
+        out = {
+            "histories": self.num_histories,
+            "steps_per_history": self.num_steps,
+            "total_steps": self.num_histories * self.num_steps,
+            "episodes_per_history": float(np.mean(np.sum(~np.isnan(returns), axis=1))),
+            "mean_return_first_episode": float(np.nanmean(returns[:, 0])),
+            "mean_return_last_episode": float(np.mean(last)),
+        }
+        if self.epsilon is not None:
+            out["epsilon_floor"] = float(self.epsilon.min())
+        return out
+
+    def save(self, path) -> Path:
+        """Write the dataset to an HDF5 file atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"], f.attrs["format_version"] = FORMAT, FORMAT_VERSION
+                f.attrs["metadata"] = json.dumps(self.metadata)
+                chunk_rows = max(1, min(self.num_histories, 2**20 // max(1, self.num_steps)))
+                for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS:
+                    array = getattr(self, name)
+                    if array is not None:
+                        f.create_dataset(name, data=array, compression="gzip", compression_opts=4,
+                                         shuffle=True, chunks=(chunk_rows, self.num_steps))
+                f.create_dataset("tasks", data=self.tasks)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+def load_histories(path) -> Histories:
+    """Read a dataset written by `Histories.save`; a missing, corrupt or foreign file raises HistoryFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryFileError(f"{path}: no such history file; make one with `python -m icrl_lab collect` or Histories.save")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise HistoryFileError(f"{path} is an HDF5 file but not an icrl_lab history file (no format = {FORMAT!r} attribute)")
+            if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
+                raise HistoryFileError(f"{path} has format_version {f.attrs['format_version']}, newer than this icrl_lab reads "
+                                       f"({FORMAT_VERSION}): upgrade icrl_lab")
+            missing = [name for name in STEP_ARRAYS + ("tasks",) if name not in f]
+            if missing:
+                raise HistoryFileError(f"{path} lacks the arrays {missing}: it is incomplete, re-create it")
+            arrays = {name: f[name][()] for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",) if name in f}
+            metadata = json.loads(f.attrs["metadata"])
+    except HistoryFileError:
+        raise
+    except (OSError, KeyError, ValueError) as error:
+        raise HistoryFileError(f"{path} is truncated or corrupt and cannot be read ({error}); re-create it") from error
+    try:
+        return Histories(**arrays, metadata=metadata)
+    except ValueError as error:
+        raise HistoryFileError(f"{path} holds inconsistent arrays: {error}; re-create it") from error
+
+
+def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each step's previous action and reward, as a one-token-per-step model reads them.
+
+    At the first step of every episode there is no previous action: it is marked with the extra
+    action id `num_actions`, and the previous reward is 0.
+    """
+    starts = np.zeros_like(histories.dones)
+    starts[:, 0] = True
+    starts[:, 1:] = histories.dones[:, :-1]
+    prev_actions = np.empty(histories.actions.shape, dtype=np.int64)
+    prev_actions[:, 1:] = histories.actions[:, :-1]
+    prev_actions[starts] = num_actions
+    prev_rewards = np.zeros(histories.rewards.shape, dtype=np.float32)
+    prev_rewards[:, 1:] = histories.rewards[:, :-1]
+    prev_rewards[starts] = 0.0
+    return prev_actions, prev_rewards
+
+
+class ContextWindows(torch.utils.data.Dataset):
+    """Fixed-length windows of consecutive steps, cut anywhere in a history (across episode boundaries).
+
+    Item i is the window starting at step i % starts_per_history of history i // starts_per_history,
+    a dict of tensors of length `context_steps`: observations, prev_actions, prev_rewards, actions (the
+    next-action targets) and, where the data has them, optimal_actions. `sample` draws a whole random
+    batch at once, which is much faster than collating single items.
+    """
+
+    def __init__(self, histories: Histories, context_steps: int, num_actions: int):
+        if not 1 <= context_steps <= histories.num_steps:
+            raise ValueError(f"context_steps={context_steps} is not allowed: it must be between 1 and the "
+                             f"history length {histories.num_steps}")
+        self.context_steps = context_steps
+        self.starts_per_history = histories.num_steps - context_steps + 1
+        prev_actions, prev_rewards = previous_actions_and_rewards(histories, num_actions)
+        # Kept in the stored (compact) integer types; widened batch by batch, to save memory.
+        self.arrays = {
+            "observations": torch.from_numpy(histories.observations),
+            "prev_actions": torch.from_numpy(prev_actions.astype(histories.actions.dtype)),
+            "prev_rewards": torch.from_numpy(prev_rewards),
+            "actions": torch.from_numpy(histories.actions),
+        }
+        if histories.optimal_actions is not None:
+            self.arrays["optimal_actions"] = torch.from_numpy(histories.optimal_actions)
+
+    def __len__(self) -> int:
+        return len(self.arrays["observations"]) * self.starts_per_history
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        history, start = divmod(int(index), self.starts_per_history)
+        return self._gather(history, slice(start, start + self.context_steps))
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        num_histories = len(self.arrays["observations"])
+        history = torch.randint(num_histories, (batch_size, 1), generator=generator)
+        start = torch.randint(self.starts_per_history, (batch_size, 1), generator=generator)
+        return self._gather(history, start + torch.arange(self.context_steps))
+
+    def _gather(self, history, steps) -> dict[str, torch.Tensor]:
+        return {name: array[history, steps].float() if name == "prev_rewards" else array[history, steps].long()
+                for name, array in self.arrays.items()}

@@ -1,0 +1,54 @@
+"""Figures for the notebooks: grid worlds with an agent's path, and learning curves of histories."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .envs.grid import COLOURS
+
+
+def draw_grid_path(size: int, path, goal=None, key=None, door=None, ax=None, title: str | None = None):
+    """Draw a size x size grid, the marked cells, and a path of cell ids (or (row, col) pairs) as arrows."""
+    ax = ax or plt.subplots(figsize=(3.2, 3.2))[1]
+    ax.set_xlim(-0.5, size - 0.5)
+    ax.set_ylim(size - 0.5, -0.5)
+    ax.set_xticks(np.arange(-0.5, size, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, size, 1), minor=True)
+    ax.grid(which="minor", color="0.75", linewidth=0.6)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_aspect("equal")
+    for name, cell in (("goal", goal), ("key", key), ("door", door)):
+        if cell is not None:
+            ax.add_patch(plt.Rectangle((cell[1] - 0.45, cell[0] - 0.45), 0.9, 0.9,
+                                       color=np.array(COLOURS[name]) / 255, label=name))
+    path = np.asarray(path)
+    cells = np.stack(np.divmod(path, size), axis=1) if path.ndim == 1 else path
+    if len(cells):
+        # Small jitter so that a path going back and forth stays readable.
+        jitter = np.random.default_rng(0).uniform(-0.12, 0.12, size=cells.shape)
+        xy = cells[:, ::-1] + jitter
+        ax.plot(xy[:, 0], xy[:, 1], color=np.array(COLOURS["agent"]) / 255, linewidth=1.2, alpha=0.8)
+        ax.scatter(*xy[0], color="black", s=30, zorder=3, label="start")
+        ax.scatter(*xy[-1], color=np.array(COLOURS["agent"]) / 255, s=30, zorder=3, marker="s", label="end")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def learning_curves(histories, ax=None, label: str | None = None, reference: dict | None = None):
+    """Mean episode return (band: 1.96 standard errors over histories) against episode number.
+
+    reference: horizontal lines to draw, e.g. {"optimal": 16.5}.
+    """
+    returns = histories.episode_returns()
+    frame = pd.DataFrame(returns).melt(var_name="episode", value_name="return").dropna()
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=label)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="0.4", linewidth=1)
+        ax.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="0.3")
+    ax.set_xlabel("episode in the history")
+    ax.set_ylabel("return")
+    return ax

@@ -1,0 +1,213 @@
+"""The environments against the AD^eps paper's definitions, and the batched forms against the single ones."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import icrl_lab  # noqa: F401  (registers the environments)
+from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, VARIANTS,
+                           bandit_tasks, dark_room_goals, key_to_door_tasks)
+from icrl_lab.sources import optimal_returns
+
+NOOP, UP, RIGHT, DOWN, LEFT = range(5)
+
+
+@pytest.mark.parametrize("env_id", [f"icrl_lab/{name}" for name in VARIANTS])
+def test_registered_environments_pass_gymnasium_check(env_id):
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.reset(seed=3)
+    env.close()
+
+
+def test_make_with_task_arguments():
+    assert gym.make("icrl_lab/DarkRoom-v0", goal=(2, 7)).reset(seed=0)[1]["goal"] == (2, 7)
+    info = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(0, 0), door=(8, 8)).reset(seed=0)[1]
+    assert (info["key"], info["door"]) == ((0, 0), (8, 8))
+    assert list(gym.make("icrl_lab/BernoulliBandit-v0", means=[0.2, 0.8]).reset(seed=0)[1]["means"]) == [0.2, 0.8]
+
+
+def test_dark_room_rules():
+    env = gym.make("icrl_lab/DarkRoom-v0", goal=(3, 4)).unwrapped
+    obs, _ = env.reset(seed=0)
+    assert obs == 4 * 9 + 4, "every episode starts at the centre"
+    obs, reward, terminated, truncated, _ = env.step(UP)
+    assert (obs, reward, terminated, truncated) == (3 * 9 + 4, 1.0, False, False)
+    obs, reward, *_ = env.step(NOOP)
+    assert reward == 1.0, "reward on every step spent on the goal"
+    obs, reward, *_ = env.step(RIGHT)
+    assert (obs, reward) == (3 * 9 + 5, 0.0)
+    for _ in range(16):
+        _, _, terminated, truncated, _ = env.step(NOOP)
+        assert not terminated and not truncated
+    _, _, terminated, truncated, _ = env.step(NOOP)
+    assert truncated and not terminated, "episodes are cut after exactly 20 steps, never terminated"
+
+
+def test_dark_room_walls_clip_moves():
+    env = gym.make("icrl_lab/DarkRoom-v0", goal=(0, 0), start=(0, 8)).unwrapped
+    assert env.reset(seed=0)[0] == 8
+    assert env.step(UP)[0] == 8 and env.step(RIGHT)[0] == 8
+    assert env.step(DOWN)[0] == 17 and env.step(LEFT)[0] == 16
+
+
+def test_dark_room_optimal_return_is_21_minus_manhattan_for_every_goal():
+    goals = dark_room_goals("all")
+    distance = np.abs(goals - 4).sum(axis=1)
+    expected = np.where(distance == 0, 20, 21 - distance)
+    np.testing.assert_array_equal(optimal_returns("DarkRoom", goals), expected)
+
+
+def test_dark_room_variants():
+    small = gym.make("icrl_lab/DarkRoomSmall-v0", goal=(0, 0)).unwrapped
+    assert (small.size, small.horizon, small.reset(seed=0)[0]) == (3, 5, 4)
+    hard = gym.make("icrl_lab/DarkRoomHard-v0", goal=(7, 8)).unwrapped
+    assert (hard.size, hard.horizon) == (17, 20)
+    hard.reset(seed=0)
+    _, reward, terminated, _, _ = hard.step(UP)
+    assert reward == 1.0 and terminated, "the Hard variant ends on reaching the goal"
+    goals = dark_room_goals("all", size=17)
+    assert set(optimal_returns("DarkRoom", goals, size=17, horizon=20, terminate_on_goal=True)) == {1.0}
+
+
+def test_key_to_door_rules():
+    env = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(0, 1), door=(0, 3)).unwrapped
+    env.reset(seed=0)
+    env.row, env.col = 0, 2  # place the agent between key and door
+    assert env.step(RIGHT)[1:3] == (0.0, False), "the door without the key gives nothing"
+    assert env.step(LEFT)[1] == 0.0
+    assert env.step(LEFT)[1:3] == (1.0, False), "+1 on first reaching the key"
+    env.step(RIGHT)
+    assert env.step(LEFT)[1] == 0.0, "the key pays only once"
+    env.step(RIGHT)
+    obs, reward, terminated, truncated, info = env.step(RIGHT)
+    assert (obs, reward, terminated, truncated) == (3, 1.0, True, False) and info["has_key"]
+
+
+def test_key_to_door_start_is_random_and_never_the_key():
+    env = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(4, 4), door=(0, 0)).unwrapped
+    starts = {env.reset(seed=s)[0] for s in range(300)}
+    assert 40 not in starts and len(starts) > 60
+
+
+def test_key_to_door_truncates_at_40_and_optimal_return_is_2():
+    env = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(0, 0), door=(8, 8)).unwrapped
+    env.reset(seed=1)
+    for t in range(40):
+        _, _, terminated, truncated, _ = env.step(NOOP)
+    assert truncated and not terminated and t == 39
+    tasks = key_to_door_tasks("test")
+    assert np.all(optimal_returns("DarkKeyToDoor", tasks, seed=5) == 2.0)
+
+
+def test_bandit_rewards_follow_the_arm_means():
+    env = gym.make("icrl_lab/BernoulliBandit-v0", means=[0.1, 0.7], horizon=4000).unwrapped
+    env.reset(seed=0)
+    rewards = [env.step(1)[1] for _ in range(3999)]
+    assert abs(np.mean(rewards) - 0.7) < 0.03
+    assert env.step(0)[3], "truncated at the horizon"
+
+
+def test_task_splits_follow_the_paper():
+    train, test = dark_room_goals("train"), dark_room_goals("test")
+    assert (len(train), len(test)) == (65, 16)
+    cells = {tuple(g) for g in np.concatenate([train, test])}
+    assert len(cells) == 81
+    order = np.random.default_rng(42).permutation(81)
+    np.testing.assert_array_equal(test[:, 0] * 9 + test[:, 1], order[65:])
+    k_train, k_test = key_to_door_tasks("train"), key_to_door_tasks("test")
+    assert (len(k_train), len(k_test)) == (1000, 50)
+    assert not np.any(np.all(k_train[:, :2] == k_train[:, 2:], axis=1))
+    assert not {tuple(t) for t in k_train} & {tuple(t) for t in k_test}
+    means = bandit_tasks(20, k=5, seed=0)
+    assert means.shape == (20, 5) and means.min() >= 0 and means.max() <= 1
+
+
+actions_strategy = st.lists(st.integers(0, 4), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(goals=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=4),
+       actions=actions_strategy, terminate=st.booleans())
+def test_batched_dark_room_equals_single(goals, actions, terminate):
+    batched = BatchedDarkRoom(goals, terminate_on_goal=terminate)
+    singles = [gym.make("icrl_lab/DarkRoom-v0", goal=g, terminate_on_goal=terminate).unwrapped for g in goals]
+    obs = batched.reset(seed=0)
+    assert list(obs) == [env.reset(seed=0)[0] for env in singles]
+    for a in actions:
+        obs, rewards, terminated, truncated = batched.step(np.full(len(goals), a))
+        for i, env in enumerate(singles):
+            assert (obs[i], rewards[i], terminated[i], truncated[i]) == env.step(a)[:4]
+        done = terminated | truncated
+        if done.any():
+            obs = batched.reset(mask=done)
+            for i in np.flatnonzero(done):
+                assert obs[i] == singles[i].reset()[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), cells=st.lists(st.integers(0, 80), min_size=2, max_size=2, unique=True),
+       actions=actions_strategy)
+def test_batched_key_to_door_equals_single(seed, cells, actions):
+    key, door = divmod(cells[0], 9), divmod(cells[1], 9)
+    batched = BatchedDarkKeyToDoor([key + door])
+    single = gym.make("icrl_lab/DarkKeyToDoor-v0", key=key, door=door).unwrapped
+    assert batched.reset(seed=seed)[0] == single.reset(seed=seed)[0]
+    for a in actions:
+        obs, rewards, terminated, truncated = batched.step([a])
+        assert (obs[0], rewards[0], terminated[0], truncated[0]) == single.step(a)[:4]
+        if terminated[0] or truncated[0]:
+            assert batched.reset(mask=terminated | truncated)[0] == single.reset()[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), means=st.lists(st.floats(0, 1), min_size=2, max_size=6),
+       data=st.data())
+def test_batched_bandit_equals_single(seed, means, data):
+    actions = data.draw(st.lists(st.integers(0, len(means) - 1), min_size=1, max_size=50))
+    batched = BatchedBernoulliBandit([means], horizon=20)
+    single = gym.make("icrl_lab/BernoulliBandit-v0", means=means, horizon=20).unwrapped
+    batched.reset(seed=seed)
+    single.reset(seed=seed)
+    for a in actions:
+        obs, rewards, terminated, truncated = batched.step([a])
+        assert (obs[0], rewards[0], terminated[0], truncated[0]) == single.step(a)[:4]
+        if truncated[0]:
+            batched.reset(mask=truncated)
+            single.reset()
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: gym.make("icrl_lab/DarkRoom-v0", size=1), "size=1"),
+    (lambda: gym.make("icrl_lab/DarkRoom-v0", goal=(9, 0)), "goal=(9, 0)"),
+    (lambda: gym.make("icrl_lab/DarkRoom-v0", horizon=-3), "horizon=-3"),
+    (lambda: gym.make("icrl_lab/DarkKeyToDoor-v0", key=(1, 1), door=(1, 1)), "different cells"),
+    (lambda: gym.make("icrl_lab/BernoulliBandit-v0", means=[0.5]), "k >= 2"),
+    (lambda: gym.make("icrl_lab/BernoulliBandit-v0", k=1), "k=1"),
+    (lambda: gym.make("icrl_lab/BernoulliBandit-v0", means=[0.5, 1.5]), "probabilities"),
+    (lambda: BatchedDarkRoom([(0, 12)]), "outside the 9x9 grid"),
+    (lambda: dark_room_goals("validation"), "split='validation'"),
+    (lambda: bandit_tasks(0), "n=0"),
+])
+def test_bad_parameters_are_named_in_the_error(make, fragment):
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        make()
+
+
+def test_rgb_render_shows_the_grid():
+    env = gym.make("icrl_lab/DarkRoom-v0", goal=(0, 0), render_mode="rgb_array")
+    env.reset(seed=0)
+    image = env.render()
+    assert image.shape == (9 * 24, 9 * 24, 3) and image.dtype == np.uint8
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) >= 4  # floor, walls, goal, agent
+
+
+def test_path_drawing(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from icrl_lab.plots import draw_grid_path
+    ax = draw_grid_path(9, [40, 31, 22, 23], goal=(2, 5))
+    ax.figure.savefig(tmp_path / "path.png")
+    assert (tmp_path / "path.png").stat().st_size > 1000
