@@ -1,4 +1,11 @@
-"""Command line: ``python -m icrl_lab collect ...`` (more subcommands follow the data flow)."""
+"""Command line, one subcommand per stage of the data flow:
+
+    python -m icrl_lab collect  --env DarkRoom --source noise_distillation --out runs/data.h5
+    python -m icrl_lab train    --data runs/data.h5 --model ad --out runs/ad
+    python -m icrl_lab evaluate runs/ad --tasks test --episodes 50 --seed 0
+
+Each prints one JSON object as its last line.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +17,7 @@ from .curricula import collect_noise_distillation
 from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks
 from .schedules import SCHEDULES, make_schedule
 from .sources import collect_rl_histories
+from .histories import load_histories
 
 SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
 
@@ -37,6 +45,58 @@ def collect(args) -> dict:
     return {"out": str(args.out), **histories.summary()}
 
 
+def model_config_for(args, histories):
+    """The model config a `train` command asks for, sized to the data's observations and actions."""
+    from .envs import make_batched
+    from .models import CONFIGS
+
+    metadata = histories.metadata
+    env = make_batched(metadata["env_family"], histories.tasks[:1], **metadata["env_kwargs"])
+    size = getattr(env, "size", None)
+    return CONFIGS[args.model](
+        num_obs=env.num_obs, num_actions=env.num_actions, obs_factors=(size, size) if size else (),
+        window_steps=args.window_steps, d_model=args.d_model, n_layer=args.n_layer, n_head=args.n_head,
+        dropout=args.dropout)
+
+
+def train_command(args) -> dict:
+    from .train import TrainConfig, train
+
+    histories = load_histories(args.data)
+    config = TrainConfig(updates=args.updates, batch_size=args.batch_size, context_steps=args.context_steps,
+                         learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    record = {"command": "python -m icrl_lab " + shlex.join(sys.argv[1:]), "data_path": str(args.data),
+              "data": histories.metadata, "env_family": histories.metadata["env_family"],
+              "env_kwargs": histories.metadata["env_kwargs"],
+              "data_last_episode_return": histories.summary()["mean_return_last_episode"]}
+    _, log = train(model_config_for(args, histories), histories, config, out_dir=args.out, resume=args.resume,
+                   record=record)
+    return {"out": str(args.out), "updates": args.updates, "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
+
+
+def evaluate_command(args) -> dict:
+    from .evaluate import bandit_regret, baseline_regret, best_in_data_return, in_context_rollout, summarize
+    from .models import load_model
+    from .sources import optimal_returns
+    from .train import pick_device
+
+    model, record = load_model(args.checkpoint, device=pick_device())
+    family, env_kwargs = record["env_family"], record["env_kwargs"]
+    tasks = task_set(family, args.tasks, args.num_tasks, args.seed)
+    frame, played = in_context_rollout(model, family, tasks, args.episodes, env_kwargs, mode=args.mode,
+                                       temperature=args.temperature, seed=args.seed)
+    if family == "BernoulliBandit":
+        regret = bandit_regret(played.actions.astype("int64"), tasks)[:, -1].mean()
+        horizon = played.num_steps
+        return {"checkpoint": str(args.checkpoint), "tasks": len(tasks), "horizon": horizon, "regret": float(regret),
+                "thompson_regret": float(baseline_regret("thompson", tasks, horizon, args.seed)[:, -1].mean()),
+                "ucb_regret": float(baseline_regret("ucb1", tasks, horizon, args.seed)[:, -1].mean())}
+    best = best_in_data_return(record["data"], family, tasks, env_kwargs,
+                               training_returns=record.get("data_last_episode_return"))
+    optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
+    return {"checkpoint": str(args.checkpoint), "mode": args.mode, **summarize(frame, optimal, best)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m icrl_lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,9 +111,37 @@ def main(argv=None):
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="linear")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="HDF5 file to write")
+
+    p = commands.add_parser("train", help="train AD or DPT on a history file; checkpoints go to --out")
+    p.add_argument("--data", required=True, help="HDF5 history file from `collect`")
+    p.add_argument("--model", choices=("ad", "dpt"), default="ad")
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--updates", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--context-steps", type=int, default=80, help="steps per training sequence")
+    p.add_argument("--window-steps", type=int, default=80, help="attention window, in steps")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+    p = commands.add_parser("evaluate", help="evaluate a checkpoint in context on a task split")
+    p.add_argument("checkpoint", help="checkpoint directory from `train`")
+    p.add_argument("--tasks", choices=("train", "test", "all"), default="test")
+    p.add_argument("--num-tasks", type=int, default=100, help="bandit tasks to draw")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
+    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command}[args.command]
     try:
-        result = {"collect": collect}[args.command](args)
-    except ValueError as error:
+        result = run(args)
+    except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")
     print(json.dumps(result))

@@ -1,0 +1,289 @@
+"""Transformers for in-context RL: Algorithm Distillation (AD) and the Decision-Pretrained Transformer (DPT).
+
+Both read a stream of steps. Step t is one token built from what the agent knows when it must act:
+its observation o_t, its previous action a_{t-1} (an extra id marks an episode's first step) and its
+previous reward r_{t-1}. From the token of step t the model predicts a distribution over actions:
+
+- AD (Laskin et al., 2022) is trained to predict the action the learning history took next, so it
+  distils the algorithm (or noise curriculum) that made the history;
+- DPT (Lee et al., 2023) is trained to predict the *optimal* action for the current observation from
+  the transitions before it (its in-context dataset), at every prefix of the context.
+
+One token per step (as XLand-100B's AD) rather than three (as the AD^eps code) makes sequences three
+times shorter, so attention costs a ninth and the whole model about a third; attention maps are then
+read directly as step-to-step maps. `tokens_per_step=3` gives the (previous action, previous reward,
+observation) interleaving for comparison; its maps are summed back to steps by `attention_per_step`.
+
+Attention is causal over a sliding window of `window_steps` steps at every layer, with rotary position
+embeddings (relative positions), as in sliding-window language models. A step's cost is then fixed
+however long the stream, and incremental decoding with a key/value cache (`KVCache`) gives exactly the
+logits of running the whole stream at once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ADConfig:
+    """Algorithm Distillation: predict the next action of the learning history."""
+
+    num_obs: int                 # discrete observations 0 .. num_obs - 1
+    num_actions: int
+    obs_factors: tuple = ()      # embed an observation's mixed-radix digits separately, e.g. (9, 9) = (row, col)
+    window_steps: int = 80       # steps each token attends to (itself included)
+    tokens_per_step: int = 1
+    d_model: int = 64
+    n_layer: int = 4
+    n_head: int = 4
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    target: str = "actions"      # what training predicts: the history's own next action
+
+    def __post_init__(self):
+        self.obs_factors = tuple(int(f) for f in self.obs_factors)
+        checks = [
+            ("num_obs", self.num_obs >= 1, ">= 1"), ("num_actions", self.num_actions >= 2, ">= 2"),
+            ("window_steps", self.window_steps >= 1, ">= 1"), ("tokens_per_step", self.tokens_per_step in (1, 3), "1 or 3"),
+            ("d_model", self.d_model >= 1 and self.d_model % self.n_head == 0 and (self.d_model // self.n_head) % 2 == 0,
+             "a multiple of n_head whose per-head size is even (rotary embeddings rotate pairs)"),
+            ("n_layer", self.n_layer >= 1, ">= 1"), ("n_head", self.n_head >= 1, ">= 1"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)"),
+            ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
+             f"digits whose product is num_obs={self.num_obs}"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: it must be {allowed}")
+
+    @property
+    def kind(self) -> str:
+        return "ad"
+
+
+@dataclass
+class DPTConfig(ADConfig):
+    """Decision-Pretrained Transformer: predict the optimal action for the current observation."""
+
+    target: str = "optimal_actions"
+
+    @property
+    def kind(self) -> str:
+        return "dpt"
+
+
+CONFIGS = {"ad": ADConfig, "dpt": DPTConfig}
+
+
+def rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding: rotate pairs of features by angles proportional to the position."""
+    half = x.shape[-1] // 2
+    frequencies = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32)[:, None] * frequencies[None, :]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    first, second = x[..., :half], x[..., half:]
+    return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+
+
+def window_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: int) -> torch.Tensor:
+    """True where a query may attend to a key: the key is not in its future and within `window` tokens."""
+    offset = query_positions[:, None] - key_positions[None, :]
+    return (offset >= 0) & (offset < window)
+
+
+class KVCache:
+    """Keys and values of the last tokens of every layer, for decoding a stream one step at a time.
+
+    A ring buffer of `capacity` token slots per layer; each slot remembers its token's absolute position,
+    which rotary embeddings and the window mask need. Rows of a batch advance in lockstep.
+    """
+
+    def __init__(self, config: ADConfig, batch_size: int, chunk_steps: int = 1, device=None, dtype=torch.float32):
+        self.window = config.window_steps * config.tokens_per_step
+        # Room for the window plus the new tokens of one call (`chunk_steps` steps at most), so that
+        # writing them never overwrites a key that one of them still attends to.
+        self.chunk_tokens = chunk_steps * config.tokens_per_step
+        self.capacity = self.window + self.chunk_tokens
+        head = config.d_model // config.n_head
+        shape = (batch_size, config.n_head, self.capacity, head)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.positions = torch.full((self.capacity,), -(10**9), device=device, dtype=torch.long)  # empty slots
+        self.length = 0  # tokens seen so far
+
+    def slots(self, count: int) -> torch.Tensor:
+        if count > self.chunk_tokens:
+            raise ValueError(f"{count} new tokens in one call but this cache takes at most {self.chunk_tokens}: "
+                             f"make it with new_cache(batch_size, chunk_steps=...) large enough")
+        return (torch.arange(self.length, self.length + count, device=self.positions.device)) % self.capacity
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ADConfig):
+        super().__init__()
+        self.n_head, self.head = config.n_head, config.d_model // config.n_head
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.attention_dropout = config.attention_dropout
+        self.window = config.window_steps * config.tokens_per_step
+
+    def forward(self, x, positions, cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, self.head).permute(2, 0, 3, 1, 4)
+        q, k = rotate(q, positions), rotate(k, positions)
+        if cache is not None:
+            slots = cache.slots(length)
+            cache.keys[layer][:, :, slots], cache.values[layer][:, :, slots] = k, v
+            k, v, key_positions = cache.keys[layer], cache.values[layer], cache.positions.clone()
+            key_positions[slots] = positions
+        else:
+            key_positions = positions
+        mask = window_mask(positions, key_positions, self.window)
+        dropout = self.attention_dropout if self.training else 0.0
+        if return_weights:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head)
+            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+            y = F.dropout(weights, dropout, self.training) @ v
+        else:
+            weights = None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.out(y.transpose(1, 2).reshape(batch, length, -1)), weights
+
+
+class Block(nn.Module):
+    def __init__(self, config: ADConfig):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+        self.attention = Attention(config)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(),
+                                 nn.Linear(4 * config.d_model, config.d_model), nn.Dropout(config.dropout))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, positions, cache=None, layer=0, return_weights=False):
+        attended, weights = self.attention(self.norm1(x), positions, cache, layer, return_weights)
+        x = x + self.dropout(attended)
+        return x + self.mlp(self.norm2(x)), weights
+
+
+class ICRLTransformer(nn.Module):
+    """The causal sliding-window transformer shared by AD and DPT (they differ in data and target)."""
+
+    def __init__(self, config: ADConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        factors = config.obs_factors or (config.num_obs,)
+        self.obs_embeddings = nn.ModuleList(nn.Embedding(f, d) for f in factors)
+        self.register_buffer("obs_radix", torch.tensor([math.prod(factors[i + 1:]) for i in range(len(factors))]),
+                             persistent=False)
+        self.obs_factor_sizes = factors
+        self.action_embedding = nn.Embedding(config.num_actions + 1, d)  # last id: no previous action
+        self.reward_embedding = nn.Linear(1, d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, config.num_actions)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def embed(self, observations, prev_actions, prev_rewards) -> torch.Tensor:
+        """Tokens for a (batch, steps) stream: one per step, or three (action, reward, observation)."""
+        digits = (observations[..., None] // self.obs_radix) % torch.tensor(self.obs_factor_sizes, device=observations.device)
+        obs = sum(embedding(digits[..., i]) for i, embedding in enumerate(self.obs_embeddings))
+        action = self.action_embedding(prev_actions)
+        reward = self.reward_embedding(prev_rewards[..., None].to(obs.dtype))
+        if self.config.tokens_per_step == 1:
+            return obs + action + reward
+        batch, steps, d = obs.shape
+        return torch.stack([action, reward, obs], dim=2).reshape(batch, 3 * steps, d)
+
+    def forward(self, observations, prev_actions, prev_rewards, cache: KVCache | None = None,
+                return_attention: bool = False):
+        """Action logits for every step, shape (batch, steps, num_actions).
+
+        With a cache, the inputs are the next steps of the stream the cache has seen so far.
+        With return_attention, also every layer's weights, (batch, heads, queries, keys) per layer.
+        """
+        x = self.dropout(self.embed(observations, prev_actions, prev_rewards))
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + x.shape[1], device=x.device)
+        attention = []
+        for layer, block in enumerate(self.blocks):
+            x, weights = block(x, positions, cache, layer, return_attention)
+            attention.append(weights)
+        if cache is not None:
+            cache.positions[cache.slots(x.shape[1])] = positions
+            cache.length += x.shape[1]
+        tokens = self.config.tokens_per_step
+        logits = self.head(self.norm(x[:, tokens - 1::tokens]))  # read out at each step's observation token
+        return (logits, attention) if return_attention else logits
+
+    def new_cache(self, batch_size: int, chunk_steps: int = 1) -> KVCache:
+        """An empty cache for decoding `batch_size` streams, at most `chunk_steps` steps per call."""
+        parameter = next(self.parameters())
+        return KVCache(self.config, batch_size, chunk_steps, parameter.device, parameter.dtype)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Cross-entropy of the predicted actions against the config's target at every step."""
+        logits = self(batch["observations"], batch["prev_actions"], batch["prev_rewards"])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[self.config.target].reshape(-1))
+
+
+def attention_per_step(weights: torch.Tensor, tokens_per_step: int) -> torch.Tensor:
+    """Token-to-token attention (..., queries, keys) as step-to-step maps: each step's observation
+    token as the query, the weights of the keys of each step summed."""
+    if tokens_per_step == 1:
+        return weights
+    queries = weights[..., tokens_per_step - 1::tokens_per_step, :]
+    return queries.unflatten(-1, (-1, tokens_per_step)).sum(-1)
+
+
+def save_model(model: ICRLTransformer, directory, extra: dict | None = None) -> Path:
+    """Weights as safetensors and the config (plus `extra`, e.g. training figures) as JSON, beside each other."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, write in (("model.safetensors", lambda p: save_file(state, p)),
+                        ("config.json", lambda p: p.write_text(json.dumps(
+                            {"kind": model.config.kind, "config": asdict(model.config), **(extra or {})}, indent=2)))):
+        tmp = directory / f".{name}.tmp"
+        write(tmp)
+        tmp.replace(directory / name)
+    return directory
+
+
+def load_model(directory, device=None) -> tuple[ICRLTransformer, dict]:
+    """Load a model saved by `save_model`; returns the model (in eval mode) and the JSON record."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a saved model: it needs config.json and model.safetensors "
+                                f"(written by icrl_lab.models.save_model or `python -m icrl_lab train`)")
+    try:
+        record = json.loads(config_path.read_text())
+        config_class = CONFIGS[record["kind"]]
+        names = {f.name for f in fields(config_class)}
+        config = config_class(**{k: v for k, v in record["config"].items() if k in names})
+        model = ICRLTransformer(config)
+        model.load_state_dict(load_file(weights_path))
+    except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+        raise ValueError(f"{directory} holds a corrupt or incompatible model ({error}); re-create it") from error
+    return model.to(device or "cpu").eval(), record

@@ -1,0 +1,105 @@
+"""Model shapes, the key/value cache against full recomputation, attention capture, save and load."""
+import pytest
+import torch
+
+from icrl_lab.models import ADConfig, DPTConfig, ICRLTransformer, attention_per_step, load_model, save_model
+
+
+def stream(batch, steps, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(81, (batch, steps), generator=g), torch.randint(6, (batch, steps), generator=g),
+            torch.randint(2, (batch, steps), generator=g).float())
+
+
+@pytest.mark.parametrize("tokens_per_step", [1, 3])
+def test_logits_have_one_prediction_per_step(tokens_per_step):
+    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), tokens_per_step=tokens_per_step,
+                                     d_model=32, n_layer=2, n_head=2))
+    logits, attention = model(*stream(3, 17), return_attention=True)
+    assert logits.shape == (3, 17, 5)
+    assert len(attention) == 2 and attention[0].shape == (3, 2, 17 * tokens_per_step, 17 * tokens_per_step)
+    per_step = attention_per_step(attention[0], tokens_per_step)
+    assert per_step.shape == (3, 2, 17, 17)
+    torch.testing.assert_close(per_step.sum(-1), torch.ones(3, 2, 17))
+    assert torch.all(per_step.triu(1) == 0), "no step attends to its future"
+
+
+@pytest.mark.parametrize("tokens_per_step", [1, 3])
+def test_kv_cache_matches_full_recomputation_across_a_sliding_window(tokens_per_step):
+    torch.manual_seed(0)
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=8, tokens_per_step=tokens_per_step,
+                      d_model=32, n_layer=3, n_head=4)
+    model = ICRLTransformer(config).eval()
+    inputs = stream(4, 45)  # more than five windows long: the cache's ring buffer wraps many times
+    with torch.no_grad():
+        full = model(*inputs)
+        cache = model.new_cache(4)
+        incremental = torch.cat([model(*(x[:, t:t + 1] for x in inputs), cache=cache) for t in range(45)], dim=1)
+        # Feeding several steps at once into the cache gives the same too.
+        cache = model.new_cache(4, chunk_steps=5)
+        chunked = torch.cat([model(*(x[:, t:t + 5] for x in inputs), cache=cache) for t in range(0, 45, 5)], dim=1)
+    torch.testing.assert_close(incremental, full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at most"):
+        model(*(x[:, :2] for x in inputs), cache=model.new_cache(4))
+
+
+def test_window_limits_what_a_step_sees():
+    torch.manual_seed(0)
+    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, window_steps=4, d_model=16, n_layer=1, n_head=2)).eval()
+    obs, actions, rewards = stream(1, 12)
+    changed = obs.clone()
+    changed[0, 0] = (obs[0, 0] + 1) % 81
+    with torch.no_grad():
+        before, after = model(obs, actions, rewards), model(changed, actions, rewards)
+    assert not torch.allclose(before[0, 3], after[0, 3]), "step 3 sees step 0 (window 4)"
+    torch.testing.assert_close(before[0, 4:], after[0, 4:]), "one layer: later steps do not"
+
+
+def test_observation_factors_share_rows_and_columns():
+    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), d_model=16, n_layer=1, n_head=2))
+    assert [e.num_embeddings for e in model.obs_embeddings] == [9, 9]
+    obs = torch.tensor([[0, 8, 72, 80]])
+    digits = (obs[..., None] // model.obs_radix) % torch.tensor(model.obs_factor_sizes)
+    assert digits[0].tolist() == [[0, 0], [0, 8], [8, 0], [8, 8]]
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("d_model", 30, "d_model=30"), ("tokens_per_step", 2, "tokens_per_step=2"),
+    ("obs_factors", (9, 8), "obs_factors=(9, 8)"), ("window_steps", 0, "window_steps=0")])
+def test_bad_config_is_named(field, value, fragment):
+    kwargs = {"num_obs": 81, "num_actions": 5, "d_model": 32, "n_head": 4, field: value}
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        ADConfig(**kwargs)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = ICRLTransformer(DPTConfig(num_obs=1, num_actions=5, d_model=16, n_layer=1, n_head=2)).eval()
+    save_model(model, tmp_path / "m", {"note": "x"})
+    loaded, record = load_model(tmp_path / "m")
+    assert record["kind"] == "dpt" and record["note"] == "x" and loaded.config == model.config
+    inputs = (torch.zeros(2, 6, dtype=torch.long), torch.randint(6, (2, 6)), torch.rand(2, 6))
+    torch.testing.assert_close(loaded(*inputs), model(*inputs))
+    assert not any(p.suffix == ".pt" or p.suffix == ".pkl" for p in (tmp_path / "m").iterdir())
+
+
+def test_loading_a_missing_or_corrupt_model_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a saved model"):
+        load_model(tmp_path)
+    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, d_model=16, n_layer=1, n_head=2))
+    save_model(model, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt or incompatible"):
+        load_model(tmp_path / "m")
+
+
+def test_ad_and_dpt_train_on_different_targets():
+    torch.manual_seed(0)
+    obs, prev_actions, prev_rewards = stream(2, 6)
+    batch = {"observations": obs, "prev_actions": prev_actions, "prev_rewards": prev_rewards,
+             "actions": torch.randint(5, (2, 6)), "optimal_actions": torch.randint(5, (2, 6))}
+    for config, target in ((ADConfig, "actions"), (DPTConfig, "optimal_actions")):
+        model = ICRLTransformer(config(num_obs=81, num_actions=5, d_model=16, n_layer=1, n_head=2))
+        logits = model(obs, prev_actions, prev_rewards).reshape(-1, 5)
+        expected = torch.nn.functional.cross_entropy(logits, batch[target].reshape(-1))
+        torch.testing.assert_close(model.loss(batch), expected)
