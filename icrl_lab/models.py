@@ -185,7 +185,9 @@ class ICRLTransformer(nn.Module):
                              persistent=False)
         self.obs_factor_sizes = factors
         self.action_embedding = nn.Embedding(config.num_actions + 1, d)  # last id: no previous action
-        self.reward_embedding = nn.Linear(1, d)
+        # The reward enters as r * (a vector per previous action), so that which action earned what is
+        # linear in the token and one attention layer can total up rewards per action (bandits).
+        self.reward_embedding = nn.Embedding(config.num_actions + 1, d)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.LayerNorm(d)
@@ -204,7 +206,7 @@ class ICRLTransformer(nn.Module):
         digits = (observations[..., None] // self.obs_radix) % torch.tensor(self.obs_factor_sizes, device=observations.device)
         obs = sum(embedding(digits[..., i]) for i, embedding in enumerate(self.obs_embeddings))
         action = self.action_embedding(prev_actions)
-        reward = self.reward_embedding(prev_rewards[..., None].to(obs.dtype))
+        reward = prev_rewards[..., None].to(obs.dtype) * self.reward_embedding(prev_actions)
         if self.config.tokens_per_step == 1:
             return obs + action + reward
         batch, steps, d = obs.shape

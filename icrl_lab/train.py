@@ -100,12 +100,14 @@ def _load_checkpoint(directory: Path, model, optimizer, generator) -> tuple[int,
 
 def train(model_config: ADConfig, histories: Histories, config: TrainConfig = TrainConfig(),
           out_dir=None, resume: bool = False, evaluate=None, record: dict | None = None,
-          progress: bool = True):
+          progress: bool = True, stop_at: int | None = None):
     """Train a model on `histories`; returns (model, log) where log is a list of dicts per logged update.
 
     out_dir: where checkpoints go (weights, config and training state); with resume=True training
     continues from the checkpoint there. evaluate: a function model -> dict of figures, called every
     config.eval_every updates and logged. record: extra JSON saved beside the weights (data provenance).
+    stop_at: stop (with a checkpoint) after this many updates in all, to go on later with resume=True;
+    the learning-rate schedule still spans config.updates.
     """
     if histories.num_steps < config.context_steps:
         raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
@@ -125,7 +127,8 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
 
     started = time.perf_counter()
     model.train()
-    bar = tqdm(range(start, config.updates), initial=start, total=config.updates, disable=not progress, desc="training")
+    end = config.updates if stop_at is None else min(stop_at, config.updates)
+    bar = tqdm(range(start, end), initial=start, total=config.updates, disable=not progress, desc="training")
     for update in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * learning_rate_factor(update, config)
@@ -146,7 +149,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
                 model.train()
             log.append(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
-        if out_dir is not None and ((config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.updates):
+        if out_dir is not None and ((config.checkpoint_every and done % config.checkpoint_every == 0) or done == end):
             _save_checkpoint(out_dir, model, optimizer, generator, done, {**record, "updates_done": done, "log": log})
     model.eval()
     return model, log

@@ -1,0 +1,106 @@
+"""Training must learn, resume to identical weights, and feed in-context evaluation and the CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from icrl_lab.curricula import collect_noise_distillation
+from icrl_lab.envs import bandit_tasks, dark_room_goals
+from icrl_lab.evaluate import bandit_regret, baseline_regret, in_context_rollout, summarize
+from icrl_lab.models import ADConfig, DPTConfig, load_model
+from icrl_lab.sources import collect_rl_histories
+from icrl_lab.train import TrainConfig, learning_rate_factor, train
+
+SMALL = dict(d_model=32, n_layer=2, n_head=2)
+
+
+@pytest.fixture(scope="module")
+def dark_room_data():
+    return collect_noise_distillation("DarkRoom", dark_room_goals("train"), num_steps=400, histories_per_task=4, seed=0)
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainConfig(updates=100, warmup_fraction=0.1)
+    factors = [learning_rate_factor(u, config) for u in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:])) and factors[-1] < 0.01
+
+
+def test_a_short_run_learns_the_noise_schedule(dark_room_data):
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, **SMALL)
+    _, log = train(config, dark_room_data, TrainConfig(updates=150, batch_size=32, context_steps=40,
+                                                       learning_rate=3e-3), progress=False)
+    # Uniform guessing costs ln 5 = 1.609 nats; knowing only how noisy each stretch of the history is
+    # already gets below 1.5.
+    assert log[0]["loss"] < 1.58 and log[-1]["loss"] < 1.5
+
+
+def test_dpt_on_bandits_learns_to_find_the_best_arm():
+    tasks = bandit_tasks(400, k=5, seed=0)
+    data = collect_rl_histories("BernoulliBandit", tasks, "random", num_steps=60, seed=0, concentration=1.0,
+                                env_kwargs={"horizon": 60})
+    config = DPTConfig(num_obs=1, num_actions=5, window_steps=60, **SMALL)
+    model, log = train(config, data, TrainConfig(updates=400, batch_size=32, context_steps=60, learning_rate=3e-3),
+                       progress=False)
+    assert log[-1]["loss"] < 1.3, "the best arm is predictable from the rewards in context"
+    test = bandit_tasks(200, k=5, seed=1)
+    _, played = in_context_rollout(model, "BernoulliBandit", test, episodes=1, env_kwargs={"horizon": 60},
+                                   mode="sample", seed=0)
+    model_regret = bandit_regret(played.actions.astype(np.int64), test)[:, -1].mean()
+    random_regret = (test.max(axis=1) - test.mean(axis=1)).mean() * 60
+    assert model_regret < 0.8 * random_regret
+    assert baseline_regret("thompson", test, 60)[:, -1].mean() < random_regret
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(dark_room_data, tmp_path):
+    model_config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=20, dropout=0.1, **SMALL)
+    config = TrainConfig(updates=30, batch_size=8, context_steps=20, seed=3, checkpoint_every=10)
+    straight, _ = train(model_config, dark_room_data, config, out_dir=tmp_path / "a", progress=False)
+    train(model_config, dark_room_data, config, out_dir=tmp_path / "b", progress=False, stop_at=20)
+    assert json.loads((tmp_path / "b" / "training_state.json").read_text())["update"] == 20
+    resumed, log = train(model_config, dark_room_data, config, out_dir=tmp_path / "b", resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    loaded, record = load_model(tmp_path / "b")
+    assert record["updates_done"] == 30 and record["train_config"]["seed"] == 3
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(dark_room_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no training state to resume from"):
+        train(ADConfig(num_obs=81, num_actions=5, **SMALL), dark_room_data, TrainConfig(updates=2, context_steps=20),
+              out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_in_context_rollout_frame_and_figures(dark_room_data):
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, **SMALL)
+    model, _ = train(config, dark_room_data, TrainConfig(updates=5, batch_size=8, context_steps=40), progress=False)
+    goals = dark_room_goals("test")
+    frame, played = in_context_rollout(model, "DarkRoom", goals, episodes=3, mode="sample", seed=1)
+    assert list(frame.columns) == ["task", "episode", "return"] and len(frame) == 16 * 3
+    assert played.num_steps == 60 and np.all(played.dones[:, 19::20])
+    np.testing.assert_allclose(frame.sort_values(["task", "episode"])["return"].to_numpy(),
+                               played.episode_returns().ravel())
+    figures = summarize(frame, optimal_return=16.0, best_in_data=8.0)
+    assert figures["ratio_to_best_in_data"] == pytest.approx(figures["mean_return_last10"] / 8.0)
+    again, _ = in_context_rollout(model, "DarkRoom", goals, episodes=3, mode="sample", seed=1)
+    assert again.equals(frame), "same seed, same rollout"
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", "icrl_lab", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    data = tmp_path / "data.h5"
+    run("collect", "--steps", "200", "--seed", "1", "--out", str(data))
+    run("train", "--data", str(data), "--out", str(tmp_path / "ad"), "--updates", "20", "--batch-size", "8",
+        "--context-steps", "40", "--window-steps", "40", "--d-model", "32", "--n-layer", "1", "--n-head", "2")
+    figures = run("evaluate", str(tmp_path / "ad"), "--tasks", "test", "--episodes", "3", "--seed", "0")
+    for key in ("mean_return_first_episode", "mean_return_last10", "best_in_data_return", "optimal_return",
+                "ratio_to_best_in_data"):
+        assert key in figures
+    assert figures["optimal_return"] == pytest.approx(np.mean(21 - np.abs(dark_room_goals("test") - 4).sum(1)))
