@@ -39,8 +39,9 @@ def collect(args) -> dict:
             args.env, tasks, args.steps, max_perf=args.max_perf, schedule=make_schedule(args.schedule),
             histories_per_task=args.histories_per_task, seed=args.seed, command=command)
     else:
+        extra = {"concentration": args.concentration} if args.source == "random" and args.concentration else {}
         histories = collect_rl_histories(args.env, tasks, args.source, args.steps, args.histories_per_task,
-                                         seed=args.seed, command=command)
+                                         seed=args.seed, command=command, **extra)
     histories.save(args.out)
     return {"out": str(args.out), **histories.summary()}
 
@@ -109,6 +110,8 @@ def main(argv=None):
     p.add_argument("--histories-per-task", type=int, default=1)
     p.add_argument("--max-perf", type=float, default=0.5, help="noise distillation: best policy's share of the optimal return")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="linear")
+    p.add_argument("--concentration", type=float, default=None,
+                   help="random source: Dirichlet concentration of each task's action distribution (DPT's contexts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="HDF5 file to write")
 

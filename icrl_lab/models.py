@@ -147,10 +147,13 @@ class Attention(nn.Module):
             key_positions = positions
         mask = window_mask(positions, key_positions, self.window)
         dropout = self.attention_dropout if self.training else 0.0
-        if return_weights:
+        # The fused kernel for training on whole sequences; plain matrix products when the weights are
+        # wanted, and when decoding a step at a time (for one query the fused kernel is slower on CPU).
+        if return_weights or cache is not None:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head)
             weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
             y = F.dropout(weights, dropout, self.training) @ v
+            weights = weights if return_weights else None
         else:
             weights = None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
