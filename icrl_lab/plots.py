@@ -52,3 +52,50 @@ def learning_curves(histories, ax=None, label: str | None = None, reference: dic
     ax.set_xlabel("episode in the history")
     ax.set_ylabel("return")
     return ax
+
+
+def in_context_curve(frame: pd.DataFrame, ax=None, label: str | None = None, reference: dict | None = None):
+    """Mean return per in-context episode (band: 1.96 standard errors over tasks), with reference lines,
+    e.g. {"optimal": 16.6, "best in data": 8.3}. frame: columns task, episode, return."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
+    sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=label)
+    styles = iter([("--", "0.3"), (":", "tab:red"), ("-.", "tab:green"), ("--", "tab:purple")])
+    for name, value in (reference or {}).items():
+        style, colour = next(styles)
+        ax.axhline(value, linestyle=style, color=colour, linewidth=1.2, label=name)
+    ax.set_xlabel("in-context episode")
+    ax.set_ylabel("return")
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def regret_curves(curves: dict, ax=None):
+    """Mean cumulative regret against step for each named (tasks x steps) array, with 1.96 SE bands."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
+    for name, regret in curves.items():
+        regret = np.asarray(regret, dtype=float)
+        mean = regret.mean(axis=0)
+        band = 1.96 * regret.std(axis=0) / np.sqrt(len(regret))
+        steps = np.arange(1, regret.shape[1] + 1)
+        ax.plot(steps, mean, label=name)
+        ax.fill_between(steps, mean - band, mean + band, alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cumulative regret")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def attention_map(weights, ax=None, title: str | None = None, episode_length: int | None = None):
+    """One head's step-to-step attention (queries x keys), with episode boundaries marked."""
+    weights = np.asarray(weights)
+    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    ax.imshow(weights, cmap="magma", aspect="auto", interpolation="nearest")
+    if episode_length:
+        for boundary in range(episode_length, weights.shape[0], episode_length):
+            ax.axhline(boundary - 0.5, color="white", linewidth=0.5, alpha=0.6)
+            ax.axvline(boundary - 0.5, color="white", linewidth=0.5, alpha=0.6)
+    ax.set_xlabel("attended step (key)")
+    ax.set_ylabel("step (query)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
