@@ -76,26 +76,22 @@ def train_command(args) -> dict:
 
 
 def evaluate_command(args) -> dict:
-    from .evaluate import bandit_regret, baseline_regret, best_in_data_return, in_context_rollout, summarize
+    from .evaluate import evaluate_model
     from .models import load_model
-    from .sources import optimal_returns
     from .train import pick_device
 
     model, record = load_model(args.checkpoint, device=pick_device())
-    family, env_kwargs = record["env_family"], record["env_kwargs"]
-    tasks = task_set(family, args.tasks, args.num_tasks, args.seed)
-    frame, played = in_context_rollout(model, family, tasks, args.episodes, env_kwargs, mode=args.mode,
-                                       temperature=args.temperature, seed=args.seed)
-    if family == "BernoulliBandit":
-        regret = bandit_regret(played.actions.astype("int64"), tasks)[:, -1].mean()
-        horizon = played.num_steps
-        return {"checkpoint": str(args.checkpoint), "tasks": len(tasks), "horizon": horizon, "regret": float(regret),
-                "thompson_regret": float(baseline_regret("thompson", tasks, horizon, args.seed)[:, -1].mean()),
-                "ucb_regret": float(baseline_regret("ucb1", tasks, horizon, args.seed)[:, -1].mean())}
-    best = best_in_data_return(record["data"], family, tasks, env_kwargs,
-                               training_returns=record.get("data_last_episode_return"))
-    optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
-    return {"checkpoint": str(args.checkpoint), "mode": args.mode, **summarize(frame, optimal, best)}
+    tasks = task_set(record["env_family"], args.tasks, args.num_tasks, args.seed)
+    figures, _ = evaluate_model(model, record, tasks, args.episodes, mode=args.mode, temperature=args.temperature,
+                                seed=args.seed)
+    return {"checkpoint": str(args.checkpoint), "mode": args.mode, **figures}
+
+
+def reproduce_command(args) -> dict:
+    from .recipes import reproduce
+
+    results = reproduce(args.recipe, args.out, seed=args.seed, command="python -m icrl_lab " + shlex.join(sys.argv[1:]))
+    return {"out": str(args.out), **results["figures"], **results["timings"]}
 
 
 def main(argv=None):
@@ -141,8 +137,14 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
 
+    p = commands.add_parser("reproduce", help="collect, train and evaluate a named recipe (see icrl_lab.recipes)")
+    p.add_argument("recipe")
+    p.add_argument("--out", required=True, help="directory for the checkpoint, results.json and figure.png")
+    p.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
-    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command}[args.command]
+    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command,
+           "reproduce": reproduce_command}[args.command]
     try:
         result = run(args)
     except (ValueError, FileNotFoundError) as error:

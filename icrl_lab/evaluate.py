@@ -111,3 +111,30 @@ def baseline_regret(algorithm: str, means: np.ndarray, horizon: int, seed: int =
     data = collect_rl_histories("BernoulliBandit", means, algorithm, horizon, seed=seed, env_kwargs={"horizon": horizon})
     return bandit_regret(data.actions.astype(np.int64), means)
 
+
+
+def evaluate_model(model, record: dict, tasks, episodes: int = 50, mode: str = "greedy", temperature: float = 1.0,
+                   seed: int = 0) -> tuple[dict, object]:
+    """The headline figures of a trained model on `tasks`, given its checkpoint record (environment
+    family and arguments, training-data provenance). Returns (figures, result): for grid worlds the
+    (task, episode, return) frame, for bandits the cumulative-regret curves of the model, Thompson
+    sampling and UCB1 on the same tasks."""
+    from .sources import optimal_returns
+
+    family, env_kwargs = record["env_family"], record.get("env_kwargs", {})
+    if family == "BernoulliBandit":
+        _, played = in_context_rollout(model, family, tasks, 1, env_kwargs, mode=mode, temperature=temperature, seed=seed)
+        horizon = played.num_steps
+        curves = {"model": bandit_regret(played.actions.astype(np.int64), tasks),
+                  "Thompson sampling": baseline_regret("thompson", tasks, horizon, seed),
+                  "UCB1": baseline_regret("ucb1", tasks, horizon, seed)}
+        figures = {"regret": float(curves["model"][:, -1].mean()),
+                   "thompson_regret": float(curves["Thompson sampling"][:, -1].mean()),
+                   "ucb_regret": float(curves["UCB1"][:, -1].mean()), "tasks": len(tasks), "horizon": horizon}
+        figures["regret_to_thompson"] = figures["regret"] / figures["thompson_regret"]
+        return figures, curves
+    frame, _ = in_context_rollout(model, family, tasks, episodes, env_kwargs, mode=mode, temperature=temperature, seed=seed)
+    best = best_in_data_return(record["data"], family, tasks, env_kwargs,
+                               training_returns=record.get("data_last_episode_return"))
+    optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
+    return summarize(frame, optimal, best), frame

@@ -1,0 +1,163 @@
+"""Named reproductions: the data, model, training and evaluation behind each headline, in one place.
+
+`reproduce(name, out_dir)` runs the whole flow (collect -> train -> evaluate) with fixed seeds and
+writes the checkpoint, a results.json with the measured figures and timings, and the figure. The
+shipped checkpoints in data/checkpoints/ were made this way; `load_shipped(name)` loads one.
+
+    python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .curricula import collect_noise_distillation
+from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
+from .evaluate import evaluate_model
+from .models import CONFIGS, load_model
+from .sources import collect_rl_histories
+from .train import TrainConfig, train
+
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    family: str
+    data: dict                      # collection: source and its arguments
+    model: dict                     # model config (observation and action sizes come from the environment)
+    train: dict                     # TrainConfig fields
+    evaluation: dict                # episodes, mode, temperature (or horizon for bandits)
+    claim: dict = field(default_factory=dict)  # the headline and its target, e.g. {"ratio_to_best_in_data": 2.0}
+    env_kwargs: dict = field(default_factory=dict)
+
+
+RECIPES = {recipe.name: recipe for recipe in [
+    Recipe(
+        name="dark_room_adeps",
+        description="AD on AD^eps Dark Room histories (max_perf 0.5), evaluated on the 16 held-out goals",
+        family="DarkRoom",
+        data={"source": "noise_distillation", "split": "train", "num_steps": 400, "histories_per_task": 200,
+              "max_perf": 0.5},
+        model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
+        train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3},
+        evaluation={"episodes": 50, "mode": "sample", "temperature": 0.5},
+        claim={"ratio_to_best_in_data": 2.0},
+    ),
+    Recipe(
+        name="bandit_dpt",
+        description="DPT on 5-arm Bernoulli bandits, horizon 500, contexts from Dirichlet-mixed random policies",
+        family="BernoulliBandit",
+        data={"source": "random", "num_tasks": 4000, "num_steps": 500, "concentration": 1.0},
+        model={"kind": "dpt", "window_steps": 500, "d_model": 64, "n_layer": 3, "n_head": 4},
+        train={"updates": 3000, "batch_size": 16, "context_steps": 500, "learning_rate": 1e-3},
+        evaluation={"num_tasks": 200, "mode": "sample", "temperature": 1.0},
+        claim={"regret_to_thompson": 1.2},
+        env_kwargs={"horizon": 500},
+    ),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"recipe={name!r} is not one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def tasks_for(recipe: Recipe, split: str, seed: int = 0, num_tasks: int | None = None):
+    if recipe.family == "DarkRoom":
+        return dark_room_goals(split, **{k: v for k, v in recipe.env_kwargs.items() if k == "size"})
+    if recipe.family == "DarkKeyToDoor":
+        return key_to_door_tasks(split)
+    return bandit_tasks(num_tasks or recipe.data["num_tasks"], k=5, seed=seed + (0 if split == "train" else 1))
+
+
+def collect_data(recipe: Recipe, seed: int = 0):
+    data = dict(recipe.data)
+    source = data.pop("source")
+    tasks = tasks_for(recipe, data.pop("split", "train"), seed, data.pop("num_tasks", None))
+    if source == "noise_distillation":
+        return collect_noise_distillation(recipe.family, tasks, seed=seed, env_kwargs=recipe.env_kwargs, **data)
+    num_steps = data.pop("num_steps")
+    return collect_rl_histories(recipe.family, tasks, source, num_steps, seed=seed, env_kwargs=recipe.env_kwargs, **data)
+
+
+def model_config(recipe: Recipe):
+    env = make_batched(recipe.family, tasks_for(recipe, "train")[:1], **recipe.env_kwargs)
+    size = getattr(env, "size", None)
+    fields_ = dict(recipe.model)
+    return CONFIGS[fields_.pop("kind")](num_obs=env.num_obs, num_actions=env.num_actions,
+                                        obs_factors=(size, size) if size else (), **fields_)
+
+
+def evaluate_checkpoint(model, record: dict, episodes: int | None = None, num_tasks: int | None = None,
+                        seed: int = 0) -> tuple[dict, object]:
+    """Measure a reproduction's headline figures on its held-out tasks, as its recipe evaluates them."""
+    recipe = get_recipe(record["recipe"]["name"])
+    evaluation = recipe.evaluation
+    tasks = tasks_for(recipe, "test", seed, num_tasks or evaluation.get("num_tasks"))
+    return evaluate_model(model, record, tasks, episodes or evaluation.get("episodes", 1), mode=evaluation["mode"],
+                          temperature=evaluation["temperature"], seed=seed)
+
+
+def save_figure(recipe: Recipe, figures: dict, result, path: Path):
+    from . import plots
+
+    if recipe.family == "BernoulliBandit":
+        ax = plots.regret_curves(result)
+    else:
+        ax = plots.in_context_curve(result, label="AD in context", reference={
+            "optimal": figures["optimal_return"], "best policy in the data": figures["best_in_data_return"]})
+    ax.set_title(recipe.description, fontsize=8)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=110)
+
+
+def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True) -> dict:
+    """Collect, train and evaluate one recipe; write checkpoint, results.json and figure.png to out_dir."""
+    recipe = get_recipe(name)
+    out_dir = Path(out_dir)
+    timings, started = {}, time.perf_counter()
+    data = collect_data(recipe, seed)
+    timings["collect_seconds"] = time.perf_counter() - started
+    record = {"recipe": asdict(recipe), "seed": seed, "command": command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})",
+              "data": data.metadata, "env_family": recipe.family, "env_kwargs": recipe.env_kwargs,
+              "data_last_episode_return": data.summary()["mean_return_last_episode"]}
+    started = time.perf_counter()
+    model, log = train(model_config(recipe), data, TrainConfig(seed=seed, checkpoint_every=500, **recipe.train),
+                       out_dir=out_dir, record=record, progress=progress)
+    timings["train_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    figures, result = evaluate_checkpoint(model, record, seed=seed)
+    timings["evaluate_seconds"] = time.perf_counter() - started
+    timings["total_seconds"] = sum(timings.values())
+    results = {"recipe": name, "seed": seed, "command": record["command"], "figures": figures, "timings": timings,
+               "final_loss": log[-1]["loss"], "claim": recipe.claim}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    save_figure(recipe, figures, result, out_dir / "figure.png")
+    return results
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """Where the shipped checkpoint of a recipe lives (data/checkpoints/NAME)."""
+    get_recipe(name)
+    path = SHIPPED / name
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"no shipped checkpoint for {name!r} at {path}: make one with "
+                                f"`python -m icrl_lab reproduce {name} --out {path}`")
+    return path
+
+
+def load_shipped(name: str, device=None):
+    """The shipped model of a recipe and its record (config, data provenance, measured figures)."""
+    model, record = load_model(shipped_checkpoint(name), device=device)
+    results = shipped_checkpoint(name) / "results.json"
+    if results.is_file():
+        record["results"] = json.loads(results.read_text())
+    return model, record
