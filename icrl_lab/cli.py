@@ -133,7 +133,7 @@ def main(argv=None):
     p.add_argument("--tasks", choices=("train", "test", "all"), default="test")
     p.add_argument("--num-tasks", type=int, default=100, help="bandit tasks to draw")
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
+    p.add_argument("--mode", choices=("greedy", "sample", "greedy_when_rewarded"), default="greedy")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
 

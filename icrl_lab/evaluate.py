@@ -14,13 +14,18 @@ from .curricula import demonstrator_return
 from .envs import make_batched
 from .histories import Histories
 
-MODES = ("greedy", "sample")
+MODES = ("greedy", "sample", "greedy_when_rewarded")
 
 
 @torch.no_grad()
 def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dict | None = None,
                        mode: str = "greedy", temperature: float = 1.0, seed: int = 0):
     """Run `model` in context on every task for `episodes` episodes.
+
+    mode: "greedy" (argmax), "sample" (from the softmax at `temperature`), or "greedy_when_rewarded":
+    sample while no reward lies inside the model's context window, act greedily while one does. The
+    last is a decoding rule on top of the model (explore until something is found, then exploit what
+    the context shows); it uses only rewards the agent has observed.
 
     Returns (frame, histories): frame has columns task, episode, return; histories holds what the
     model did, step by step, as a Histories dataset (for plots, the rollout viewer, probing).
@@ -40,20 +45,26 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
     prev_actions, prev_rewards = np.full(n, marker), np.zeros(n, dtype=np.float32)
     cache = model.new_cache(n)
     completed, running_return = np.zeros(n, dtype=np.int64), np.zeros(n)
+    last_rewarded = np.full(n, -(10**9))  # step of each task's latest reward
     rows, steps = [], []
     model.eval()
     while completed.min() < episodes:
         logits = model(torch.as_tensor(obs, device=device)[:, None], torch.as_tensor(prev_actions, device=device)[:, None],
                        torch.as_tensor(prev_rewards, device=device)[:, None], cache=cache)[:, -1].float()
+        sampled = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].cpu().numpy()
+        greedy = logits.argmax(-1).cpu().numpy()
         if mode == "greedy":
-            actions = logits.argmax(-1)
-        else:
-            actions = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
-        actions = actions.cpu().numpy()
+            actions = greedy
+        elif mode == "sample":
+            actions = sampled
+        else:  # the context holds the previous rewards of the last window_steps steps
+            rewarded_in_context = last_rewarded >= len(steps) - model.config.window_steps
+            actions = np.where(rewarded_in_context, greedy, sampled)
         next_obs, rewards, terminated, truncated = env.step(actions)
         done = terminated | truncated
         steps.append((obs, actions, rewards, done))
         running_return += rewards
+        last_rewarded = np.where(rewards > 0, len(steps) - 1, last_rewarded)
         for task in np.flatnonzero(done & (completed < episodes)):
             rows.append((task, completed[task], running_return[task]))
         completed += done

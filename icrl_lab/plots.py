@@ -99,3 +99,121 @@ def attention_map(weights, ax=None, title: str | None = None, episode_length: in
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def loss_curve(log, ax=None, label: str | None = None):
+    """Training loss against update, from the log that `train.train` returns (or a checkpoint's record)."""
+    frame = pd.DataFrame(log)
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    ax.plot(frame["update"], frame["loss"], label=label)
+    ax.set_xlabel("update")
+    ax.set_ylabel("cross-entropy loss")
+    if label:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def schedule_curves(schedules: dict, num_steps: int, ax=None):
+    """Epsilon against step of the history for each named schedule (icrl_lab.schedules objects)."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    for name, schedule in schedules.items():
+        ax.plot(schedule.values(num_steps), label=name)
+    ax.set_xlabel("step of the history")
+    ax.set_ylabel("epsilon (demonstrator's noise)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def return_against_epsilon(epsilons, returns, floor: float | None = None, target: float | None = None, ax=None):
+    """The epsilon-greedy demonstrator's mean return against its epsilon, with the calibrated floor and
+    the return it was calibrated to (max_perf x optimal) marked."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    ax.plot(epsilons, returns, marker="o", markersize=3)
+    if target is not None:
+        ax.axhline(target, linestyle="--", color="0.4", linewidth=1, label="max_perf x optimal return")
+    if floor is not None:
+        ax.axvline(floor, linestyle=":", color="tab:red", linewidth=1.2, label=f"calibrated floor {floor:.3f}")
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("mean return")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def history_image(histories, index: int = 0, ax=None, title: str | None = None):
+    """One learning history as a picture: a row per episode, a column per step, lit where a reward came."""
+    ends = np.flatnonzero(histories.dones[index]) + 1
+    episodes = np.split(histories.rewards[index], ends[:-1] if len(ends) else [])
+    image = np.full((len(episodes), max(len(e) for e in episodes)), np.nan)
+    for row, rewards in enumerate(episodes):
+        image[row, :len(rewards)] = rewards
+    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    ax.imshow(image, cmap="viridis", aspect="auto", interpolation="nearest", vmin=0, vmax=max(1.0, np.nanmax(image)))
+    ax.set_xlabel("step in the episode")
+    ax.set_ylabel("episode")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def attention_row(weights, rewarded=None, ax=None, step: int | None = None):
+    """One query step's attention over the steps before it, bars of rewarded steps highlighted."""
+    weights = np.asarray(weights)
+    ax = ax or plt.subplots(figsize=(5, 2.5))[1]
+    colours = np.where(np.asarray(rewarded, dtype=bool)[:len(weights)], "tab:orange", "tab:blue") \
+        if rewarded is not None else "tab:blue"
+    ax.bar(np.arange(len(weights)), weights, width=1.0, color=colours)
+    ax.set_xlabel("attended step (orange: its token carries a reward)" if rewarded is not None else "attended step")
+    ax.set_ylabel("attention")
+    if step is not None:
+        ax.set_title(f"what step {step} looks at", fontsize=9)
+    return ax
+
+
+def cell_values(values, ax=None, title: str | None = None, fmt: str = ".0f"):
+    """A value per grid cell (size x size array, e.g. the return of each goal cell), written in the cells."""
+    values = np.asarray(values, dtype=float)
+    ax = ax or plt.subplots(figsize=(3.6, 3.2))[1]
+    sns.heatmap(values, annot=True, fmt=fmt, annot_kws={"fontsize": 7}, cmap="viridis", cbar=False, square=True,
+                xticklabels=False, yticklabels=False, ax=ax)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def clip_attention(weights, quantile: float = 0.99):
+    """Attention weights clipped at their `quantile` (of the non-zero ones), for display: the first steps,
+    which can only attend to a few keys, would otherwise wash out the colours of the rest."""
+    weights = np.asarray(weights)
+    return np.minimum(weights, np.quantile(weights[weights > 0], quantile))
+
+
+def attention_grid(maps, episode_length: int | None = None):
+    """Every layer's and head's attention map of one history, maps shaped (layers, heads, steps, steps)."""
+    maps = np.asarray(maps)
+    layers, heads = maps.shape[:2]
+    figure, axes = plt.subplots(layers, heads, figsize=(2.4 * heads, 2.4 * layers), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            attention_map(clip_attention(maps[layer, head]), ax=axes[layer, head],
+                          title=f"layer {layer}, head {head}", episode_length=episode_length)
+            axes[layer, head].set_xlabel("")
+            axes[layer, head].set_ylabel("")
+    figure.supxlabel("attended step (key)")
+    figure.supylabel("step (query)")
+    figure.tight_layout()
+    return figure
+
+
+def per_head(frame: pd.DataFrame, value: str, x: str = "head", ax=None, reference: float | None = None):
+    """A per-layer, per-head figure (e.g. from icrl_lab.probe): bars of `value` by head, one colour per
+    layer; with x another column (such as episodes_back), lines instead."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    if x == "head":
+        sns.barplot(frame, x="head", y=value, hue="layer", ax=ax)
+    else:
+        sns.lineplot(frame, x=x, y=value, hue="layer", style="head", marker="o", ax=ax)
+    if reference is not None:
+        ax.axhline(reference, linestyle="--", color="0.4", linewidth=1)
+    ax.legend(fontsize=7, ncols=2)
+    return ax

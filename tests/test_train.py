@@ -104,3 +104,24 @@ def test_cli_train_then_evaluate(tmp_path):
                 "ratio_to_best_in_data"):
         assert key in figures
     assert figures["optimal_return"] == pytest.approx(np.mean(21 - np.abs(dark_room_goals("test") - 4).sum(1)))
+
+
+def test_greedy_when_rewarded_exploits_only_with_a_reward_in_context(dark_room_data):
+    from icrl_lab.histories import previous_actions_and_rewards
+
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=30, **SMALL)
+    model, _ = train(config, dark_room_data, TrainConfig(updates=30, batch_size=16, context_steps=30), progress=False)
+    goals = dark_room_goals("all")
+    _, played = in_context_rollout(model, "DarkRoom", goals, episodes=4, mode="greedy_when_rewarded", seed=0)
+    prev_actions, prev_rewards = previous_actions_and_rewards(played, 5)
+    with torch.no_grad():
+        logits = model(torch.as_tensor(played.observations.astype(np.int64)), torch.as_tensor(prev_actions),
+                       torch.as_tensor(prev_rewards))
+    greedy = logits.argmax(-1).numpy()
+    rewards = played.rewards > 0
+    in_context = np.zeros_like(rewards)
+    for t in range(played.num_steps):
+        in_context[:, t] = rewards[:, max(0, t - 30):t].any(axis=1)
+    assert in_context.any() and (~in_context).any()
+    assert np.array_equal(played.actions[in_context], greedy[in_context])
+    assert not np.array_equal(played.actions[~in_context], greedy[~in_context]), "no reward yet: it samples"
