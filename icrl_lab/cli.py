@@ -83,7 +83,7 @@ def evaluate_command(args) -> dict:
     model, record = load_model(args.checkpoint, device=pick_device())
     tasks = task_set(record["env_family"], args.tasks, args.num_tasks, args.seed)
     figures, _ = evaluate_model(model, record, tasks, args.episodes, mode=args.mode, temperature=args.temperature,
-                                seed=args.seed)
+                                seed=args.seed, rollouts_per_task=args.rollouts_per_task)
     return {"checkpoint": str(args.checkpoint), "mode": args.mode, **figures}
 
 
@@ -135,6 +135,7 @@ def main(argv=None):
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--mode", choices=("greedy", "sample", "greedy_when_rewarded"), default="greedy")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--rollouts-per-task", type=int, default=1, help="independent rollouts of every task, side by side")
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("reproduce", help="collect, train and evaluate a named recipe (see icrl_lab.recipes)")

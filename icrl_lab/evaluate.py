@@ -125,11 +125,14 @@ def baseline_regret(algorithm: str, means: np.ndarray, horizon: int, seed: int =
 
 
 def evaluate_model(model, record: dict, tasks, episodes: int = 50, mode: str = "greedy", temperature: float = 1.0,
-                   seed: int = 0) -> tuple[dict, object]:
+                   seed: int = 0, rollouts_per_task: int = 1) -> tuple[dict, object]:
     """The headline figures of a trained model on `tasks`, given its checkpoint record (environment
-    family and arguments, training-data provenance). Returns (figures, result): for grid worlds the
-    (task, episode, return) frame, for bandits the cumulative-regret curves of the model, Thompson
-    sampling and UCB1 on the same tasks."""
+    family and arguments, training-data provenance). Each task is played `rollouts_per_task` times
+    side by side (independent contexts), which steadies the figures of stochastic decoding.
+
+    Returns (figures, result): for grid worlds the frame of returns (columns task, rollout, episode,
+    return), for bandits the cumulative-regret curves of the model, Thompson sampling and UCB1 on the
+    same tasks."""
     from .sources import optimal_returns
 
     family, env_kwargs = record["env_family"], record.get("env_kwargs", {})
@@ -144,8 +147,14 @@ def evaluate_model(model, record: dict, tasks, episodes: int = 50, mode: str = "
                    "ucb_regret": float(curves["UCB1"][:, -1].mean()), "tasks": len(tasks), "horizon": horizon}
         figures["regret_to_thompson"] = figures["regret"] / figures["thompson_regret"]
         return figures, curves
-    frame, _ = in_context_rollout(model, family, tasks, episodes, env_kwargs, mode=mode, temperature=temperature, seed=seed)
+    if not isinstance(rollouts_per_task, int) or rollouts_per_task < 1:
+        raise ValueError(f"rollouts_per_task={rollouts_per_task!r} is not allowed: it must be an integer >= 1")
+    repeated = np.repeat(np.asarray(tasks), rollouts_per_task, axis=0)
+    frame, _ = in_context_rollout(model, family, repeated, episodes, env_kwargs, mode=mode, temperature=temperature,
+                                  seed=seed)
+    frame.insert(1, "rollout", frame["task"] % rollouts_per_task)
+    frame["task"] //= rollouts_per_task
     best = best_in_data_return(record["data"], family, tasks, env_kwargs,
                                training_returns=record.get("data_last_episode_return"))
     optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
-    return summarize(frame, optimal, best), frame
+    return {**summarize(frame, optimal, best), "rollouts_per_task": rollouts_per_task}, frame

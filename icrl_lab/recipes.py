@@ -20,6 +20,7 @@ from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
 from .evaluate import evaluate_model
 from .models import CONFIGS, load_model
 from .sources import collect_rl_histories
+from .schedules import make_schedule
 from .train import TrainConfig, train
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
@@ -48,8 +49,30 @@ RECIPES = {recipe.name: recipe for recipe in [
               "max_perf": 0.5},
         model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
         train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0},
+        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
         claim={"ratio_to_best_in_data": 2.0},
+    ),
+    Recipe(
+        name="dark_room_q_learning",
+        description="AD on tabular Q-learning Dark Room histories (40 episodes each), on the 16 held-out goals",
+        family="DarkRoom",
+        data={"source": "q_learning", "split": "train", "num_steps": 800, "histories_per_task": 150,
+              "learning_rate": 1.0, "exploration": {"schedule": "linear", "floor": 0.05, "floor_at": 0.5}},
+        model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
+        train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4},
+        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
+        claim={"last10_over_first_episode": 2.0},
+    ),
+    Recipe(
+        name="key_to_door_adeps",
+        description="AD on AD^eps Key-to-Door histories (max_perf 0.5), evaluated on the 50 held-out tasks",
+        family="DarkKeyToDoor",
+        data={"source": "noise_distillation", "split": "train", "num_steps": 800, "histories_per_task": 12,
+              "max_perf": 0.5},
+        model={"kind": "ad", "window_steps": 160, "d_model": 64, "n_layer": 2, "n_head": 4},
+        train={"updates": 3000, "batch_size": 32, "context_steps": 160, "learning_rate": 3e-3, "weight_decay": 1e-4},
+        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
+        claim={"ratio_to_best_in_data": 1.5},
     ),
     Recipe(
         name="bandit_dpt",
@@ -86,6 +109,8 @@ def collect_data(recipe: Recipe, seed: int = 0):
     if source == "noise_distillation":
         return collect_noise_distillation(recipe.family, tasks, seed=seed, env_kwargs=recipe.env_kwargs, **data)
     num_steps = data.pop("num_steps")
+    if "exploration" in data:
+        data["exploration"] = make_schedule(**data["exploration"])
     return collect_rl_histories(recipe.family, tasks, source, num_steps, seed=seed, env_kwargs=recipe.env_kwargs, **data)
 
 
@@ -104,7 +129,8 @@ def evaluate_checkpoint(model, record: dict, episodes: int | None = None, num_ta
     evaluation = recipe.evaluation
     tasks = tasks_for(recipe, "test", seed, num_tasks or evaluation.get("num_tasks"))
     return evaluate_model(model, record, tasks, episodes or evaluation.get("episodes", 1), mode=evaluation["mode"],
-                          temperature=evaluation["temperature"], seed=seed)
+                          temperature=evaluation["temperature"], seed=seed,
+                          rollouts_per_task=evaluation.get("rollouts_per_task", 1))
 
 
 def save_figure(recipe: Recipe, figures: dict, result, path: Path):

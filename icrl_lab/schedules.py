@@ -85,7 +85,8 @@ class StepSchedule(_Schedule):
 SCHEDULES = {"linear": LinearSchedule, "exponential": ExponentialSchedule, "step": StepSchedule}
 
 
-def make_schedule(name: str, **kwargs):
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule={name!r} is not one of {sorted(SCHEDULES)}")
-    return SCHEDULES[name](**kwargs)
+def make_schedule(schedule: str, **kwargs):
+    """A schedule by name ('linear', 'exponential', 'step') and its fields."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} is not one of {sorted(SCHEDULES)}")
+    return SCHEDULES[schedule](**kwargs)
