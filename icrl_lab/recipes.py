@@ -9,6 +9,7 @@ shipped checkpoints in data/checkpoints/ were made this way; `load_shipped(name)
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def save_figure(recipe: Recipe, figures: dict, result, path: Path):
     else:
         ax = plots.in_context_curve(result, label="AD in context", reference={
             "optimal": figures["optimal_return"], "best policy in the data": figures["best_in_data_return"]})
-    ax.set_title(recipe.description, fontsize=8)
+    ax.set_title(textwrap.fill(recipe.description, 70), fontsize=8)
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=110)
 

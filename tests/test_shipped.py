@@ -1,0 +1,37 @@
+"""The shipped checkpoints load and still reproduce the figures recorded beside them (and in README).
+
+Each is re-evaluated with its recipe's own evaluation and seed; figures may move a little across
+machines (floating-point differences can flip a sampled action), hence the tolerances.
+"""
+import json
+
+import pytest
+
+from icrl_lab.recipes import RECIPES, SHIPPED, evaluate_checkpoint, load_shipped
+
+SHIPPED_NAMES = ["dark_room_adeps", "dark_room_q_learning", "bandit_dpt"]
+TOLERANCE = {"ratio_to_best_in_data": 0.25, "mean_return_last10": 2.0, "mean_return_first_episode": 2.0,
+             "regret": 3.0, "regret_to_thompson": 0.25}
+
+
+def test_every_recipe_listed_here_is_shipped_with_its_provenance():
+    for name in SHIPPED_NAMES:
+        assert name in RECIPES
+        folder = SHIPPED / name
+        for file in ("model.safetensors", "config.json", "results.json", "figure.png"):
+            assert (folder / file).is_file(), f"{folder / file} is missing"
+        record = json.loads((folder / "config.json").read_text())
+        assert record["command"].startswith("python -m icrl_lab reproduce " + name)
+        assert record["seed"] == json.loads((folder / "results.json").read_text())["seed"]
+    total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert total < 5_000_000, f"shipped checkpoints take {total / 1e6:.1f} MB: keep them small"
+
+
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_shipped_checkpoint_reproduces_its_figures(name):
+    model, record = load_shipped(name)
+    recorded = record["results"]["figures"]
+    measured, _ = evaluate_checkpoint(model, record, seed=record["results"]["seed"])
+    for key, tolerance in TOLERANCE.items():
+        if key in recorded:
+            assert measured[key] == pytest.approx(recorded[key], abs=tolerance), key
