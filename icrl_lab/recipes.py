@@ -81,8 +81,9 @@ RECIPES = {recipe.name: recipe for recipe in [
         family="BernoulliBandit",
         data={"source": "random", "num_tasks": 4000, "num_steps": 500, "concentration": 1.0},
         model={"kind": "dpt", "window_steps": 500, "d_model": 64, "n_layer": 3, "n_head": 4},
-        train={"updates": 3000, "batch_size": 16, "context_steps": 500, "learning_rate": 1e-3},
-        evaluation={"num_tasks": 200, "mode": "sample", "temperature": 1.0},
+        train={"updates": 6000, "batch_size": 16, "context_steps": 500, "learning_rate": 1e-3},
+        # Temperature chosen on a fresh validation draw of 200 bandits (seed 12345), not the test draw.
+        evaluation={"num_tasks": 200, "mode": "sample", "temperature": 0.5},
         claim={"regret_to_thompson": 1.2},
         env_kwargs={"horizon": 500},
     ),
