@@ -50,7 +50,9 @@ RECIPES = {recipe.name: recipe for recipe in [
               "max_perf": 0.5},
         model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
         train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
+        # Explore at temperature 1.5 until a reward is in context: chosen on 8 validation goals held out of
+        # training (ratio 1.70 at 1.0, 1.85 at 1.5, 1.84 at 2.0, 1.86 at 3.0), never on the 16 test goals.
+        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.5, "rollouts_per_task": 8},
         claim={"ratio_to_best_in_data": 2.0},
     ),
     Recipe(
