@@ -18,10 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The course: every notebook executed in order into a timestamped folder under runs/, with a summary.
 run: $(STAMP)
-	mkdir -p runs
-	$(BIN)/python -m icrl_lab collect --env DarkRoom --source noise_distillation --max-perf 0.5 \
-		--steps 2000 --histories-per-task 4 --seed 0 --out runs/dark_room_adeps.h5
+	$(BIN)/python -m icrl_lab course --out runs/course-$$(date +%Y%m%d-%H%M%S)
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: $(STAMP)

@@ -3,6 +3,8 @@
     python -m icrl_lab collect  --env DarkRoom --source noise_distillation --out runs/data.h5
     python -m icrl_lab train    --data runs/data.h5 --model ad --out runs/ad
     python -m icrl_lab evaluate runs/ad --tasks test --episodes 50 --seed 0
+    python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
+    python -m icrl_lab course --out runs/course     (the notebooks, executed in order)
 
 Each prints one JSON object as its last line.
 """
@@ -12,6 +14,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 
 from .curricula import collect_noise_distillation
 from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks
@@ -94,6 +97,28 @@ def reproduce_command(args) -> dict:
     return {"out": str(args.out), **results["figures"], **results["timings"]}
 
 
+def course_command(args) -> dict:
+    """Execute the course notebooks in order with papermill into args.out; print each one's headline cells."""
+    from pathlib import Path
+
+    import nbformat
+    import papermill
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for notebook in sorted(Path(args.notebooks).glob("[0-9][0-9]_*.ipynb")):
+        started = time.perf_counter()
+        papermill.execute_notebook(str(notebook), str(out / notebook.name), cwd=str(notebook.parent), progress_bar=False)
+        seconds[notebook.stem] = round(time.perf_counter() - started, 1)
+        headline = [output.get("data", {}).get("text/plain", output.get("text", ""))
+                    for cell in nbformat.read(out / notebook.name, as_version=4).cells
+                    if "headline" in cell.metadata.get("tags", []) for output in cell.outputs]
+        print(f"\n== {notebook.stem} ({seconds[notebook.stem]} s)\n" + "\n".join(headline), flush=True)
+    print(f"\nexecuted notebooks: {out}")
+    return {"out": str(out), "seconds": seconds, "total_seconds": round(sum(seconds.values()), 1)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m icrl_lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,9 +168,13 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="directory for the checkpoint, results.json and figure.png")
     p.add_argument("--seed", type=int, default=0)
 
+    p = commands.add_parser("course", help="run the course notebooks in order with papermill; print their headline cells")
+    p.add_argument("--notebooks", default="notebooks")
+    p.add_argument("--out", required=True, help="folder for the executed notebooks")
+
     args = parser.parse_args(argv)
     run = {"collect": collect, "train": train_command, "evaluate": evaluate_command,
-           "reproduce": reproduce_command}[args.command]
+           "reproduce": reproduce_command, "course": course_command}[args.command]
     try:
         result = run(args)
     except (ValueError, FileNotFoundError) as error:

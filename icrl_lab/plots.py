@@ -213,7 +213,24 @@ def per_head(frame: pd.DataFrame, value: str, x: str = "head", ax=None, referenc
         sns.barplot(frame, x="head", y=value, hue="layer", ax=ax)
     else:
         sns.lineplot(frame, x=x, y=value, hue="layer", style="head", marker="o", ax=ax)
+        ax.set_xticks(sorted(frame[x].unique()))
     if reference is not None:
         ax.axhline(reference, linestyle="--", color="0.4", linewidth=1)
     ax.legend(fontsize=7, ncols=2)
+    return ax
+
+
+def in_context_comparison(results: dict, optimal: float, ax=None):
+    """Several models' in-context curves on the same tasks. results: name -> (frame of task, episode,
+    return; the return of the best policy in that model's data), drawn dotted in the model's colour;
+    the optimal return dashed grey. Bands: 1.96 standard errors."""
+    ax = ax or plt.subplots(figsize=(7.5, 3.4))[1]
+    for (name, (frame, best_in_data)), colour in zip(results.items(), sns.color_palette()):
+        sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=name, color=colour)
+        ax.axhline(best_in_data, linestyle=":", color=colour, linewidth=1.2, label=f"best policy in the data of {name}")
+    ax.axhline(optimal, linestyle="--", color="0.3", linewidth=1.2, label="optimal")
+    ax.set_xlabel("in-context episode")
+    ax.set_ylabel("return")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.figure.tight_layout()
     return ax

@@ -56,12 +56,12 @@ def reward_attention(maps: np.ndarray, prev_rewards: np.ndarray, window_steps: i
     uniform = in_view.sum(-1) / visible.sum(-1)                                      # (histories, queries)
     counted = in_view.sum(-1) > 0
     paid = np.einsum("hlqk,hqk->hlq", maps.reshape(histories, layers * heads, steps, steps), in_view)
-    rows = []
-    for index in range(layers * heads):
-        share = float(paid[:, index][counted].mean()) if counted.any() else float("nan")
-        even = float(uniform[counted].mean()) if counted.any() else float("nan")
-        rows.append((index // heads, index % heads, share, even, share / even if even > 0 else float("nan")))
-    return pd.DataFrame(rows, columns=["layer", "head", "attention_to_rewarded", "uniform", "lift"])
+    if not counted.any():
+        raise ValueError("no step of these histories has a rewarded step in view: nothing to measure")
+    even = float(uniform[counted].mean())
+    rows = [(index // heads, index % heads, float(paid[:, index][counted].mean())) for index in range(layers * heads)]
+    frame = pd.DataFrame(rows, columns=["layer", "head", "attention_to_rewarded"])
+    return frame.assign(uniform=even, lift=frame["attention_to_rewarded"] / even)
 
 
 def episode_of_step(dones: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from .schedules import make_schedule
 from .train import TrainConfig, train
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
 
 
 @dataclass(frozen=True)
@@ -175,20 +176,22 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     return results
 
 
-def shipped_checkpoint(name: str) -> Path:
-    """Where the shipped checkpoint of a recipe lives (data/checkpoints/NAME)."""
+def shipped_checkpoint(name: str, directory=None) -> Path:
+    """Where the checkpoint of a recipe lives: directory/NAME, by default data/checkpoints/NAME."""
     get_recipe(name)
-    path = SHIPPED / name
+    path = Path(directory or SHIPPED) / name
     if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no shipped checkpoint for {name!r} at {path}: make one with "
+        raise FileNotFoundError(f"no checkpoint for {name!r} at {path}: make one with "
                                 f"`python -m icrl_lab reproduce {name} --out {path}`")
     return path
 
 
-def load_shipped(name: str, device=None):
-    """The shipped model of a recipe and its record (config, data provenance, measured figures)."""
-    model, record = load_model(shipped_checkpoint(name), device=device)
-    results = shipped_checkpoint(name) / "results.json"
+def load_shipped(name: str, directory=None, device=None):
+    """The model of a recipe and its record (config, data provenance, and under "results" the measured
+    figures), from directory/NAME; by default the shipped one in data/checkpoints."""
+    path = shipped_checkpoint(name, directory)
+    model, record = load_model(path, device=device)
+    results = path / "results.json"
     if results.is_file():
         record["results"] = json.loads(results.read_text())
     return model, record

@@ -32,10 +32,11 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0      # updates between checkpoints (0: only at the end)
     eval_every: int = 0            # updates between in-context evaluations (0: never)
+    log_every: int = 50            # updates between log entries (loss, learning rate, time)
     device: str = "auto"           # "auto": CUDA if present, else CPU
 
     def __post_init__(self):
-        for name in ("updates", "batch_size", "context_steps"):
+        for name in ("updates", "batch_size", "context_steps", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: it must be an integer >= 1")
         if not self.learning_rate > 0:
@@ -140,7 +141,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         done = update + 1
-        if done % 50 == 0 or done == config.updates:
+        if done % config.log_every == 0 or done == end:
             entry = {"update": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
                      "seconds": time.perf_counter() - started}
             if evaluate is not None and config.eval_every and (done % config.eval_every == 0 or done == config.updates):

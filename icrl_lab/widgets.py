@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
 
 from . import plots
 from .curricula import collect_noise_distillation, demonstrator_return
@@ -20,10 +19,12 @@ from .sources import EpsilonGreedyDemonstrator, optimal_returns
 
 
 def _show(output: widgets.Output, figure):
-    """Replace what `output` shows by `figure` (closed afterwards, so figures do not pile up in memory)."""
-    with output:
-        output.clear_output(wait=True)
-        display(figure)
+    """Replace what `output` shows by `figure` (closed afterwards, so figures do not pile up in memory).
+
+    The Output widget's own methods are used rather than its `with` block, which captures the kernel's
+    output streams and is fragile in headless kernels (papermill, nbval)."""
+    output.clear_output(wait=True)
+    output.append_display_data(figure)
     plt.close(figure)
 
 
@@ -157,10 +158,15 @@ def play_episode(family: str, task, epsilon: float, seed: int = 0, **env_kwargs)
 
 # --- in-context rollout viewer ----------------------------------------------------------------------
 
+def grid_size(histories) -> int:
+    """The side of the grid the histories were played on (from their metadata)."""
+    metadata = histories.metadata
+    return make_batched(metadata["env_family"], histories.tasks[:1], **metadata.get("env_kwargs", {})).size
+
+
 def episode_cells(histories, index: int, episode: int):
     """Cells visited in one episode of one history (start and end included) and the rewards of its steps."""
-    family, env_kwargs = histories.metadata["env_family"], histories.metadata.get("env_kwargs", {})
-    size = make_batched(family, histories.tasks[:1], **env_kwargs).size
+    size = grid_size(histories)
     ends = np.flatnonzero(histories.dones[index])
     if not 0 <= episode < len(ends):
         raise ValueError(f"episode={episode} is not allowed: history {index} has {len(ends)} complete episodes")
@@ -175,10 +181,9 @@ def episode_cells(histories, index: int, episode: int):
 def rollout_figure(played, frame, index: int, episode: int):
     """One task of an in-context evaluation: the path of one episode, and that task's return per episode."""
     family = played.metadata["env_family"]
-    size = make_batched(family, played.tasks[:1], **played.metadata.get("env_kwargs", {})).size
     cells, rewards = episode_cells(played, index, episode)
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
-    plots.draw_grid_path(size, cells, ax=left, title=f"episode {episode}: return {sum(rewards):g}",
+    plots.draw_grid_path(grid_size(played), cells, ax=left, title=f"episode {episode}: return {sum(rewards):g}",
                          **task_marks(family, played.tasks[index]))
     returns = frame[frame["task"] == index].sort_values("episode")
     mean = frame.groupby("episode")["return"].mean()
@@ -254,11 +259,7 @@ def curriculum_explorer(num_steps: int = 1000, seed: int = 0) -> widgets.Widget:
 
     def refresh(*_):
         message.value = "collecting ..."
-        try:
-            data = curriculum_preview(schedule.value, max_perf.value, num_steps=num_steps, seed=seed)
-        except ValueError as error:  # e.g. a max_perf that a random policy already reaches
-            message.value = f"<span style='color:#b00'>{error}</span>"
-            return
+        data = curriculum_preview(schedule.value, max_perf.value, num_steps=num_steps, seed=seed)
         summary = data.summary()
         message.value = (f"first episode's mean return {summary['mean_return_first_episode']:.2f}, "
                          f"last {summary['mean_return_last_episode']:.2f}")

@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from icrl_lab.recipes import RECIPES, SHIPPED, evaluate_checkpoint, load_shipped
-
-SHIPPED_NAMES = ["dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt"]
+from icrl_lab.recipes import RECIPES, SHIPPED, SHIPPED_NAMES, evaluate_checkpoint, load_shipped
 TOLERANCE = {"ratio_to_best_in_data": 0.25, "mean_return_last10": 2.0, "mean_return_first_episode": 2.0,
              "regret": 3.0, "regret_to_thompson": 0.25}
 
