@@ -17,7 +17,7 @@ import sys
 import time
 
 from .curricula import collect_noise_distillation
-from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks
+from .envs import task_split
 from .schedules import SCHEDULES, make_schedule
 from .sources import collect_rl_histories
 from .histories import load_histories
@@ -25,18 +25,9 @@ from .histories import load_histories
 SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
 
 
-def task_set(family: str, split: str, num_tasks: int, seed: int):
-    """The tasks a command works on: the paper's split for grids, random arm means for bandits."""
-    if family == "DarkRoom":
-        return dark_room_goals(split)
-    if family == "DarkKeyToDoor":
-        return key_to_door_tasks(split)
-    return bandit_tasks(num_tasks, seed=seed + {"train": 0, "test": 1, "all": 2}[split])
-
-
 def collect(args) -> dict:
     command = "python -m icrl_lab " + shlex.join(sys.argv[1:])
-    tasks = task_set(args.env, args.split, args.num_tasks, args.seed)
+    tasks = task_split(args.env, args.split, args.num_tasks, args.seed)
     if args.source == "noise_distillation":
         histories = collect_noise_distillation(
             args.env, tasks, args.steps, max_perf=args.max_perf, schedule=make_schedule(args.schedule),
@@ -51,16 +42,13 @@ def collect(args) -> dict:
 
 def model_config_for(args, histories):
     """The model config a `train` command asks for, sized to the data's observations and actions."""
-    from .envs import make_batched
+    from .envs import token_sizes
     from .models import CONFIGS
 
     metadata = histories.metadata
-    env = make_batched(metadata["env_family"], histories.tasks[:1], **metadata["env_kwargs"])
-    size = getattr(env, "size", None)
-    return CONFIGS[args.model](
-        num_obs=env.num_obs, num_actions=env.num_actions, obs_factors=(size, size) if size else (),
-        window_steps=args.window_steps, d_model=args.d_model, n_layer=args.n_layer, n_head=args.n_head,
-        dropout=args.dropout)
+    return CONFIGS[args.model](**token_sizes(metadata["env_family"], histories.tasks, **metadata["env_kwargs"]),
+                               window_steps=args.window_steps, d_model=args.d_model, n_layer=args.n_layer,
+                               n_head=args.n_head, dropout=args.dropout)
 
 
 def train_command(args) -> dict:
@@ -84,7 +72,7 @@ def evaluate_command(args) -> dict:
     from .train import pick_device
 
     model, record = load_model(args.checkpoint, device=pick_device())
-    tasks = task_set(record["env_family"], args.tasks, args.num_tasks, args.seed)
+    tasks = task_split(record["env_family"], args.tasks, args.num_tasks, args.seed)
     figures, _ = evaluate_model(model, record, tasks, args.episodes, mode=args.mode, temperature=args.temperature,
                                 seed=args.seed, rollouts_per_task=args.rollouts_per_task)
     return {"checkpoint": str(args.checkpoint), "mode": args.mode, **figures}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .curricula import collect_noise_distillation
-from .envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
+from .envs import task_split, token_sizes
 from .evaluate import evaluate_model
 from .models import CONFIGS, load_model
 from .sources import collect_rl_histories
@@ -100,11 +100,9 @@ def get_recipe(name: str) -> Recipe:
 
 
 def tasks_for(recipe: Recipe, split: str, seed: int = 0, num_tasks: int | None = None):
-    if recipe.family == "DarkRoom":
-        return dark_room_goals(split, **{k: v for k, v in recipe.env_kwargs.items() if k == "size"})
-    if recipe.family == "DarkKeyToDoor":
-        return key_to_door_tasks(split)
-    return bandit_tasks(num_tasks or recipe.data["num_tasks"], k=5, seed=seed + (0 if split == "train" else 1))
+    """A recipe's tasks of a split (for bandits, `num_tasks` or the recipe's own number)."""
+    return task_split(recipe.family, split, num_tasks or recipe.data.get("num_tasks", 100), seed,
+                      size=recipe.env_kwargs.get("size", 9))
 
 
 def collect_data(recipe: Recipe, seed: int = 0):
@@ -120,11 +118,9 @@ def collect_data(recipe: Recipe, seed: int = 0):
 
 
 def model_config(recipe: Recipe):
-    env = make_batched(recipe.family, tasks_for(recipe, "train")[:1], **recipe.env_kwargs)
-    size = getattr(env, "size", None)
     fields_ = dict(recipe.model)
-    return CONFIGS[fields_.pop("kind")](num_obs=env.num_obs, num_actions=env.num_actions,
-                                        obs_factors=(size, size) if size else (), **fields_)
+    return CONFIGS[fields_.pop("kind")](**token_sizes(recipe.family, tasks_for(recipe, "train"), **recipe.env_kwargs),
+                                        **fields_)
 
 
 def evaluate_checkpoint(model, record: dict, episodes: int | None = None, num_tasks: int | None = None,

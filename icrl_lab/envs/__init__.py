@@ -11,7 +11,7 @@ from .bandit import BatchedBernoulliBandit, BernoulliBanditEnv
 from .dark_room import BatchedDarkRoom, DarkRoomEnv
 from .grid import ACTION_NAMES
 from .key_to_door import BatchedDarkKeyToDoor, DarkKeyToDoorEnv
-from .tasks import bandit_tasks, dark_room_goals, key_to_door_tasks
+from .tasks import bandit_tasks, dark_room_goals, key_to_door_tasks, task_split
 
 # family name -> (gymnasium environment, batched environment)
 FAMILIES = {
@@ -38,6 +38,14 @@ def make_batched(family: str, tasks, **kwargs):
     return FAMILIES[family][1](tasks, **kwargs)
 
 
+def token_sizes(family: str, tasks, **kwargs) -> dict:
+    """What a sequence model needs to know of a family's steps: how many observations and actions there
+    are, and for grids the (rows, columns) digits of a cell id."""
+    env = make_batched(family, tasks[:1], **kwargs)
+    size = getattr(env, "size", None)
+    return {"num_obs": env.num_obs, "num_actions": env.num_actions, "obs_factors": (size, size) if size else ()}
+
+
 def _register():
     for env_id, (family, kwargs) in VARIANTS.items():
         if f"icrl_lab/{env_id}" not in gym.registry:
@@ -48,8 +56,8 @@ def _register():
 _register()
 
 __all__ = [
-    "ACTION_NAMES", "FAMILIES", "VARIANTS", "make_batched",
+    "ACTION_NAMES", "FAMILIES", "VARIANTS", "make_batched", "token_sizes",
     "DarkRoomEnv", "BatchedDarkRoom", "DarkKeyToDoorEnv", "BatchedDarkKeyToDoor",
     "BernoulliBanditEnv", "BatchedBernoulliBandit",
-    "dark_room_goals", "key_to_door_tasks", "bandit_tasks",
+    "dark_room_goals", "key_to_door_tasks", "bandit_tasks", "task_split",
 ]

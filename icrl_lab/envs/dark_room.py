@@ -6,13 +6,12 @@ no termination, 20 steps an episode. The goal is the task, and it is never obser
 """
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
-from .grid import ACTION_NAMES, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+from .grid import ACTION_NAMES, DarkGridEnv, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
 
 
-class DarkRoomEnv(gym.Env):
+class DarkRoomEnv(DarkGridEnv):
     """One Dark Room task, with gymnasium's API.
 
     goal: the hidden (row, col); None draws one uniformly at every seeded reset (and keeps it otherwise).
@@ -20,21 +19,13 @@ class DarkRoomEnv(gym.Env):
     terminate_on_goal: end the episode on the first reward (the 'Hard' variant).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
-
     def __init__(self, goal=None, size: int = 9, horizon: int = 20, start=None,
                  terminate_on_goal: bool = False, render_mode: str | None = None):
-        self.size = check_size(size)
-        self.horizon = check_horizon(horizon)
+        super().__init__(size, horizon, render_mode)
         self.start = check_cell("start", start, self.size) if start is not None else (self.size // 2, self.size // 2)
         self.goal = check_cell("goal", goal, self.size) if goal is not None else None
         self._draw_goal = goal is None
         self.terminate_on_goal = bool(terminate_on_goal)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
-        self.render_mode = render_mode
-        self.observation_space = gym.spaces.Discrete(self.size * self.size)
-        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -4,6 +4,7 @@ A cell (row, col) of a size x size grid is observed as the single integer ``row 
 """
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
@@ -43,6 +44,22 @@ def check_cells(name: str, cells, size: int) -> np.ndarray:
     if cells.size and (cells.min() < 0 or cells.max() >= size):
         raise ValueError(f"{name} has cells outside the {size}x{size} grid: rows and columns run from 0 to {size - 1}")
     return cells
+
+
+class DarkGridEnv(gym.Env):
+    """What the dark grid worlds share as gymnasium environments: a size x size grid observed as one
+    cell id, the five moves, a horizon, and an optional RGB picture."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, size: int, horizon: int, render_mode: str | None):
+        self.size = check_size(size)
+        self.horizon = check_horizon(horizon)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Discrete(self.size * self.size)
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
 
 
 def move(row, col, action, size: int):

@@ -7,10 +7,9 @@ observation is the agent's cell only: whether it holds the key is not observed.
 """
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
-from .grid import ACTION_NAMES, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+from .grid import ACTION_NAMES, DarkGridEnv, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
 
 
 def _check_key_door(key, door, size):
@@ -20,23 +19,15 @@ def _check_key_door(key, door, size):
     return key, door
 
 
-class DarkKeyToDoorEnv(gym.Env):
+class DarkKeyToDoorEnv(DarkGridEnv):
     """One Key-to-Door task, with gymnasium's API. key/door None: drawn at every seeded reset."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
-
     def __init__(self, key=None, door=None, size: int = 9, horizon: int = 40, render_mode: str | None = None):
-        self.size = check_size(size)
-        self.horizon = check_horizon(horizon)
+        super().__init__(size, horizon, render_mode)
         if (key is None) != (door is None):
             raise ValueError("key and door must be given together, or both left out to draw them at random")
         self.key, self.door = _check_key_door(key, door, self.size) if key is not None else (None, None)
         self._draw_task = key is None
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
-        self.render_mode = render_mode
-        self.observation_space = gym.spaces.Discrete(self.size * self.size)
-        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -51,3 +51,16 @@ def bandit_tasks(n: int, k: int = 5, seed: int = 0) -> np.ndarray:
     if not isinstance(k, (int, np.integer)) or k < 2:
         raise ValueError(f"k={k!r} is not allowed: a bandit needs k >= 2 arms")
     return np.random.default_rng(seed).random((n, k))
+
+
+def task_split(family: str, split: str = "train", num_tasks: int = 100, seed: int = 0, size: int = 9) -> np.ndarray:
+    """The tasks of a family's split: the papers' splits for the grids (`size` for Dark Room), and for
+    bandits `num_tasks` arm-mean vectors drawn with seed + 0 (train), + 1 (test) or + 2 (all)."""
+    _check_split(split)
+    if family == "DarkRoom":
+        return dark_room_goals(split, size=size)
+    if family == "DarkKeyToDoor":
+        return key_to_door_tasks(split)
+    if family == "BernoulliBandit":
+        return bandit_tasks(num_tasks, seed=seed + SPLITS.index(split))
+    raise ValueError(f"family={family!r} is not one of 'DarkRoom', 'DarkKeyToDoor', 'BernoulliBandit'")
