@@ -66,16 +66,24 @@ def train_command(args) -> dict:
     return {"out": str(args.out), "updates": args.updates, "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
 
 
+EVALUATION_DEFAULTS = {"num_tasks": 100, "episodes": 50, "mode": "greedy", "temperature": 1.0, "rollouts_per_task": 1}
+
+
 def evaluate_command(args) -> dict:
     from .evaluate import evaluate_model
     from .models import load_model
     from .train import pick_device
 
     model, record = load_model(args.checkpoint, device=pick_device())
-    tasks = task_split(record["env_family"], args.tasks, args.num_tasks, args.seed)
-    figures, _ = evaluate_model(model, record, tasks, args.episodes, mode=args.mode, temperature=args.temperature,
-                                seed=args.seed, rollouts_per_task=args.rollouts_per_task)
-    return {"checkpoint": str(args.checkpoint), "mode": args.mode, **figures}
+    # Unset options take the checkpoint's recipe's evaluation (a shipped checkpoint re-measures its own
+    # figures with no options), else the generic defaults.
+    settings = {**EVALUATION_DEFAULTS, **record.get("recipe", {}).get("evaluation", {})}
+    settings.update({k: v for k, v in vars(args).items() if k in EVALUATION_DEFAULTS and v is not None})
+    tasks = task_split(record["env_family"], args.tasks, settings["num_tasks"], args.seed)
+    figures, _ = evaluate_model(model, record, tasks, settings["episodes"], mode=settings["mode"],
+                                temperature=settings["temperature"], seed=args.seed,
+                                rollouts_per_task=settings["rollouts_per_task"])
+    return {"checkpoint": str(args.checkpoint), **{k: settings[k] for k in ("mode", "temperature")}, **figures}
 
 
 def reproduce_command(args) -> dict:
@@ -144,11 +152,13 @@ def main(argv=None):
     p = commands.add_parser("evaluate", help="evaluate a checkpoint in context on a task split")
     p.add_argument("checkpoint", help="checkpoint directory from `train`")
     p.add_argument("--tasks", choices=("train", "test", "all"), default="test")
-    p.add_argument("--num-tasks", type=int, default=100, help="bandit tasks to draw")
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--mode", choices=("greedy", "sample", "greedy_when_rewarded"), default="greedy")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--rollouts-per-task", type=int, default=1, help="independent rollouts of every task, side by side")
+    p.add_argument("--num-tasks", type=int, help="bandit tasks to draw")
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--mode", choices=("greedy", "sample", "greedy_when_rewarded"))
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--rollouts-per-task", type=int, help="independent rollouts of every task, side by side")
+    p.epilog = ("Options left out take the values of the checkpoint's recipe, if it has one, else: "
+                + ", ".join(f"{k}={v}" for k, v in EVALUATION_DEFAULTS.items()))
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("reproduce", help="collect, train and evaluate a named recipe (see icrl_lab.recipes)")

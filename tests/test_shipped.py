@@ -33,3 +33,16 @@ def test_shipped_checkpoint_reproduces_its_figures(name):
     for key, tolerance in TOLERANCE.items():
         if key in recorded:
             assert measured[key] == pytest.approx(recorded[key], abs=tolerance), key
+
+
+def test_evaluate_command_on_a_shipped_checkpoint_prints_its_recorded_figures():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "icrl_lab", "evaluate", str(SHIPPED / "dark_room_adeps"),
+                             "--tasks", "test", "--seed", "0"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    recorded = json.loads((SHIPPED / "dark_room_adeps" / "results.json").read_text())["figures"]
+    assert printed["mode"] == "greedy_when_rewarded" and printed["rollouts_per_task"] == 8
+    assert printed["ratio_to_best_in_data"] == pytest.approx(recorded["ratio_to_best_in_data"], abs=TOLERANCE["ratio_to_best_in_data"])
