@@ -51,15 +51,14 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
     while completed.min() < episodes:
         logits = model(torch.as_tensor(obs, device=device)[:, None], torch.as_tensor(prev_actions, device=device)[:, None],
                        torch.as_tensor(prev_rewards, device=device)[:, None], cache=cache)[:, -1].float()
-        sampled = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].cpu().numpy()
         greedy = logits.argmax(-1).cpu().numpy()
         if mode == "greedy":
             actions = greedy
-        elif mode == "sample":
-            actions = sampled
-        else:  # the context holds the previous rewards of the last window_steps steps
+        else:
+            sampled = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].cpu().numpy()
+            # The context holds the previous rewards of the last window_steps steps.
             rewarded_in_context = last_rewarded >= len(steps) - model.config.window_steps
-            actions = np.where(rewarded_in_context, greedy, sampled)
+            actions = sampled if mode == "sample" else np.where(rewarded_in_context, greedy, sampled)
         next_obs, rewards, terminated, truncated = env.step(actions)
         done = terminated | truncated
         steps.append((obs, actions, rewards, done))
