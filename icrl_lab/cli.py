@@ -58,9 +58,7 @@ def train_command(args) -> dict:
     config = TrainConfig(updates=args.updates, batch_size=args.batch_size, context_steps=args.context_steps,
                          learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
     record = {"command": "python -m icrl_lab " + shlex.join(sys.argv[1:]), "data_path": str(args.data),
-              "data": histories.metadata, "env_family": histories.metadata["env_family"],
-              "env_kwargs": histories.metadata["env_kwargs"],
-              "data_last_episode_return": histories.summary()["mean_return_last_episode"]}
+              **histories.provenance()}
     _, log = train(model_config_for(args, histories), histories, config, out_dir=args.out, resume=args.resume,
                    record=record)
     return {"out": str(args.out), "updates": args.updates, "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}

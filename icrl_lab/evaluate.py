@@ -13,6 +13,7 @@ import torch
 from .curricula import demonstrator_return
 from .envs import make_batched
 from .histories import Histories
+from .sources import collect_rl_histories, optimal_returns
 
 MODES = ("greedy", "sample", "greedy_when_rewarded")
 
@@ -116,11 +117,8 @@ def bandit_regret(actions: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 def baseline_regret(algorithm: str, means: np.ndarray, horizon: int, seed: int = 0) -> np.ndarray:
     """Cumulative regret of UCB1 or Thompson sampling on the same bandit tasks."""
-    from .sources import collect_rl_histories
-
     data = collect_rl_histories("BernoulliBandit", means, algorithm, horizon, seed=seed, env_kwargs={"horizon": horizon})
     return bandit_regret(data.actions.astype(np.int64), means)
-
 
 
 def evaluate_model(model, record: dict, tasks, episodes: int = 50, mode: str = "greedy", temperature: float = 1.0,
@@ -132,8 +130,6 @@ def evaluate_model(model, record: dict, tasks, episodes: int = 50, mode: str = "
     Returns (figures, result): for grid worlds the frame of returns (columns task, rollout, episode,
     return), for bandits the cumulative-regret curves of the model, Thompson sampling and UCB1 on the
     same tasks."""
-    from .sources import optimal_returns
-
     family, env_kwargs = record["env_family"], record.get("env_kwargs", {})
     if family == "BernoulliBandit":
         _, played = in_context_rollout(model, family, tasks, 1, env_kwargs, mode=mode, temperature=temperature, seed=seed)

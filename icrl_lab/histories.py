@@ -97,6 +97,13 @@ class Histories:
             out["epsilon_floor"] = float(self.epsilon.min())
         return out
 
+    def provenance(self) -> dict:
+        """What a model trained on this data records of it: the data's metadata, its environment, and
+        the mean return of the histories' last episodes (the best policy in RL histories)."""
+        return {"data": self.metadata, "env_family": self.metadata["env_family"],
+                "env_kwargs": self.metadata["env_kwargs"],
+                "data_last_episode_return": self.summary()["mean_return_last_episode"]}
+
     def save(self, path) -> Path:
         """Write the dataset to an HDF5 file atomically (temporary file, then rename)."""
         path = Path(path)

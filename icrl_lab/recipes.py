@@ -155,8 +155,7 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     data = collect_data(recipe, seed)
     timings["collect_seconds"] = time.perf_counter() - started
     record = {"recipe": asdict(recipe), "seed": seed, "command": command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})",
-              "data": data.metadata, "env_family": recipe.family, "env_kwargs": recipe.env_kwargs,
-              "data_last_episode_return": data.summary()["mean_return_last_episode"]}
+              **data.provenance()}
     started = time.perf_counter()
     model, log = train(model_config(recipe), data, TrainConfig(seed=seed, checkpoint_every=500, **recipe.train),
                        out_dir=out_dir, record=record, progress=progress)
