@@ -12,7 +12,7 @@ import numpy as np
 from .envs import make_batched
 from .histories import Histories
 from .schedules import LinearSchedule
-from .sources import EpsilonGreedyDemonstrator, call_repr, check_positive, episode_returns, make_histories, optimal_returns, rollout
+from .sources import EpsilonGreedyDemonstrator, Transitions, call_repr, check_positive, episode_returns, make_histories, optimal_returns, rollout
 
 
 def demonstrator_return(family: str, tasks, epsilon: float, episodes_per_task: int = 64, seed: int = 0,
@@ -96,9 +96,8 @@ def collect_noise_distillation(family: str, tasks, num_steps: int, max_perf: flo
         env = make_batched(family, np.repeat(history_tasks, episodes, axis=0), **env_kwargs)
         row_epsilon = np.tile(epsilon.reshape(episodes, horizon).T, (1, num_histories))
         played = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), horizon, seed=env_seed)
-        transitions = type(played)(*(None if a is None else a.reshape(num_histories, num_steps)
-                                     for a in (played.observations, played.actions, played.rewards,
-                                               played.dones, played.optimal_actions)))
+        transitions = Transitions(**{name: None if array is None else array.reshape(num_histories, num_steps)
+                                     for name, array in vars(played).items()})
     else:
         row_epsilon = np.broadcast_to(epsilon[:, None], (num_steps, num_histories))
         transitions = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), num_steps, seed=env_seed)
