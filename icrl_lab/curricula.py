@@ -62,24 +62,29 @@ def calibrate_floor(family: str, tasks, max_perf: float, episodes_per_task: int 
 
 def collect_noise_distillation(family: str, tasks, num_steps: int, max_perf: float = 0.5,
                                schedule=None, histories_per_task: int = 1, seed: int = 0,
-                               env_kwargs: dict | None = None, command: str | None = None) -> Histories:
+                               env_kwargs: dict | None = None, command: str | None = None,
+                               floor: float | None = None) -> Histories:
     """AD^eps learning histories: `histories_per_task` histories of `num_steps` steps for every task.
 
     schedule: a schedule from icrl_lab.schedules (LinearSchedule() by default); its floor is replaced
-    by the one calibrated for `max_perf` on these tasks. The per-step epsilon is stored with the data.
+    by the one calibrated for `max_perf` on these tasks, or by `floor` when given (the paper's own
+    settings name the floor, e.g. 0.5 for Dark Room). The per-step epsilon is stored with the data.
     command: what to record as the call that made the data (the command line, from the CLI).
     """
     command = command or call_repr("curricula.collect_noise_distillation", family=family, tasks=tasks,
                                    num_steps=num_steps, max_perf=max_perf, schedule=schedule,
-                                   histories_per_task=histories_per_task, seed=seed, env_kwargs=env_kwargs)
+                                   histories_per_task=histories_per_task, seed=seed, env_kwargs=env_kwargs,
+                                   **({} if floor is None else {"floor": floor}))
     env_kwargs = dict(env_kwargs or {})
     num_steps = check_positive("num_steps", num_steps)
     histories_per_task = check_positive("histories_per_task", histories_per_task)
     tasks = np.asarray(tasks)
     if len(tasks) == 0:
         raise ValueError("tasks is empty: give at least one task to collect histories for")
+    if floor is not None and not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor={floor!r} is not allowed: an epsilon floor lies in [0, 1]")
     schedule = (schedule or LinearSchedule()).with_floor(
-        calibrate_floor(family, tasks, max_perf, seed=seed, **env_kwargs))
+        calibrate_floor(family, tasks, max_perf, seed=seed, **env_kwargs) if floor is None else float(floor))
     history_tasks = np.repeat(tasks, histories_per_task, axis=0)
     epsilon = schedule.values(num_steps).astype(np.float32)
     env = make_batched(family, history_tasks, **env_kwargs)
@@ -101,6 +106,6 @@ def collect_noise_distillation(family: str, tasks, num_steps: int, max_perf: flo
     else:
         row_epsilon = np.broadcast_to(epsilon[:, None], (num_steps, num_histories))
         transitions = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), num_steps, seed=env_seed)
-    source = {"name": "noise_distillation", "max_perf": max_perf, **schedule.describe()}
+    source = {"name": "noise_distillation", "max_perf": None if floor is not None else max_perf, **schedule.describe()}
     return make_histories(transitions, history_tasks, family, env_kwargs, source, seed, command,
                           epsilon=np.broadcast_to(epsilon, (num_histories, num_steps)))

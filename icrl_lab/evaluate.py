@@ -70,7 +70,7 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
         completed += done
         running_return[done] = 0.0
         prev_actions = np.where(done, marker, actions)
-        prev_rewards = np.where(done, 0.0, rewards).astype(np.float32)
+        prev_rewards = rewards.astype(np.float32)  # the final step's reward too (see previous_actions_and_rewards)
         obs = env.reset(mask=done) if done.any() else next_obs
     frame = pd.DataFrame(rows, columns=["task", "episode", "return"])
     observations, actions, rewards, dones = (np.stack(a, axis=1) for a in zip(*steps))

@@ -156,8 +156,10 @@ def load_histories(path) -> Histories:
 def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
     """Each step's previous action and reward, as a one-token-per-step model reads them.
 
-    At the first step of every episode there is no previous action: it is marked with the extra
-    action id `num_actions`, and the previous reward is 0.
+    At the first step of every episode there is no previous action in that episode: it is marked with
+    the extra action id `num_actions`. The previous reward is always the reward of the step before,
+    also across an episode boundary, so that the reward of an episode's last step (a door reached, a
+    goal found on the final move) enters the context, as in the AD^eps code.
     """
     starts = np.zeros_like(histories.dones)
     starts[:, 0] = True
@@ -166,8 +168,8 @@ def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tupl
     prev_actions[:, 1:] = histories.actions[:, :-1]
     prev_actions[starts] = num_actions
     prev_rewards = np.zeros(histories.rewards.shape, dtype=np.float32)
+    prev_rewards[:, 0] = 0.0
     prev_rewards[:, 1:] = histories.rewards[:, :-1]
-    prev_rewards[starts] = 0.0
     return prev_actions, prev_rewards
 
 
@@ -180,7 +182,7 @@ class ContextWindows(torch.utils.data.Dataset):
     batch at once, which is much faster than collating single items.
     """
 
-    def __init__(self, histories: Histories, context_steps: int, num_actions: int):
+    def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None):
         if not 1 <= context_steps <= histories.num_steps:
             raise ValueError(f"context_steps={context_steps} is not allowed: it must be between 1 and the "
                              f"history length {histories.num_steps}")
@@ -196,6 +198,8 @@ class ContextWindows(torch.utils.data.Dataset):
         }
         if histories.optimal_actions is not None:
             self.arrays["optimal_actions"] = torch.from_numpy(histories.optimal_actions)
+        # On a GPU the whole dataset sits in its memory, so a batch is gathered there, not copied each update.
+        self.arrays = {name: array.to(device) for name, array in self.arrays.items()}
 
     def __len__(self) -> int:
         return len(self.arrays["observations"]) * self.starts_per_history
@@ -208,7 +212,8 @@ class ContextWindows(torch.utils.data.Dataset):
         num_histories = len(self.arrays["observations"])
         history = torch.randint(num_histories, (batch_size, 1), generator=generator)
         start = torch.randint(self.starts_per_history, (batch_size, 1), generator=generator)
-        return self._gather(history, start + torch.arange(self.context_steps))
+        device = self.arrays["observations"].device
+        return self._gather(history.to(device), (start + torch.arange(self.context_steps)).to(device))
 
     def _gather(self, history, steps) -> dict[str, torch.Tensor]:
         return {name: array[history, steps].float() if name == "prev_rewards" else array[history, steps].long()

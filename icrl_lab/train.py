@@ -115,7 +115,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model = ICRLTransformer(model_config).to(device)
-    windows = ContextWindows(histories, config.context_steps, model_config.num_actions)
+    windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -133,7 +133,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     for update in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * learning_rate_factor(update, config)
-        batch = {k: v.to(device) for k, v in windows.sample(config.batch_size, generator).items()}
+        batch = windows.sample(config.batch_size, generator)
         with autocast:
             loss = model.loss(batch)
         optimizer.zero_grad(set_to_none=True)

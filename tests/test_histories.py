@@ -77,9 +77,16 @@ def test_episode_returns_and_summary(histories):
 
 def test_previous_actions_mark_episode_starts(histories):
     prev_actions, prev_rewards = previous_actions_and_rewards(histories, num_actions=5)
-    assert np.all(prev_actions[:, ::20] == 5) and np.all(prev_rewards[:, ::20] == 0)
+    assert np.all(prev_actions[:, ::20] == 5) and np.all(prev_rewards[:, 0] == 0)
     np.testing.assert_array_equal(prev_actions[:, 1:20], histories.actions[:, :19])
     np.testing.assert_array_equal(prev_rewards[:, 21:40], histories.rewards[:, 20:39])
+
+
+def test_final_step_reward_enters_the_next_episode_first_token(histories):
+    """As in the AD^eps code: the reward of an episode's last step is not lost at the boundary."""
+    _, prev_rewards = previous_actions_and_rewards(histories, num_actions=5)
+    np.testing.assert_array_equal(prev_rewards[:, 20::20], histories.rewards[:, 19:-1:20])
+    assert histories.rewards[:, 19:-1:20].any(), "the fixture should have episodes rewarded on their last step"
 
 
 def test_context_windows_cross_episode_boundaries(histories):

@@ -1,0 +1,155 @@
+"""Which training choices make AD's own greedy policy improve in context on AD^eps data?
+
+Every candidate trains on the histories of the fitting goals (57 of the 65 Dark Room training goals,
+or 950 of the 1000 Key-to-Door training tasks) and is scored on the held-out validation tasks of the
+training split (8 goals, 50 Key-to-Door tasks). The test tasks are never looked at. Each candidate logs,
+every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) and sampling at T=1.
+
+    python benchmarks/studies/adeps_greedy.py --list
+    python benchmarks/studies/adeps_greedy.py ad_d128 --minutes 8 --out runs/study     (one candidate)
+    python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
+
+Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation) and OUT/NAME-seedS/ (its checkpoint). The
+number of updates is set from the candidate's own speed over its first updates, so that it ends on
+time with its whole cosine schedule (a GPU, where present, is shared by the candidates).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icrl_lab.curricula import collect_noise_distillation
+from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
+from icrl_lab.evaluate import in_context_rollout
+from icrl_lab.models import CONFIGS
+from icrl_lab.train import TrainConfig, train
+
+DARK_ROOM = {"family": "DarkRoom", "num_steps": 400, "histories_per_task": 250, "max_perf": 0.5}
+KEY_TO_DOOR = {"family": "DarkKeyToDoor", "num_steps": 800, "histories_per_task": 12, "max_perf": 0.5}
+D128 = {"d_model": 128, "n_layer": 4, "n_head": 4}
+
+# name: (data, model kind and config, train settings)
+CANDIDATES = {
+    "ad_d64": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4}, {"batch_size": 256, "learning_rate": 1e-3}),
+    "ad_d128": (DARK_ROOM, {"kind": "ad", **D128}, {"batch_size": 256, "learning_rate": 5e-4}),
+    "ad_d256": (DARK_ROOM, {"kind": "ad", "d_model": 256, "n_layer": 4, "n_head": 8}, {"batch_size": 512, "learning_rate": 3e-4}),
+    "ad_d128_dropout": (DARK_ROOM, {"kind": "ad", **D128, "dropout": 0.1, "attention_dropout": 0.5},
+                        {"batch_size": 256, "learning_rate": 5e-4}),
+    "ad_d128_40episodes": ({**DARK_ROOM, "num_steps": 800, "histories_per_task": 125}, {"kind": "ad", **D128},
+                           {"batch_size": 256, "learning_rate": 5e-4}),
+    "ad_d128_context160": (DARK_ROOM, {"kind": "ad", **D128, "window_steps": 160},
+                           {"batch_size": 256, "learning_rate": 5e-4, "context_steps": 160}),
+    "ad_d128_floor0.5": ({**DARK_ROOM, "floor": 0.5}, {"kind": "ad", **D128}, {"batch_size": 256, "learning_rate": 5e-4}),
+    "denoised_d128": (DARK_ROOM, {"kind": "dpt", **D128}, {"batch_size": 256, "learning_rate": 5e-4}),
+    # One process with a large batch uses a shared GPU far better than many small ones.
+    "ad_d128_batch1024": (DARK_ROOM, {"kind": "ad", **D128}, {"batch_size": 1024, "learning_rate": 1e-3}),
+    "ktd_ad_d128": (KEY_TO_DOOR, {"kind": "ad", **D128, "window_steps": 160},
+                    {"batch_size": 256, "learning_rate": 5e-4, "context_steps": 160}),
+}
+
+
+def split_tasks(family: str):
+    """(fitting, validation) tasks, both from the training split."""
+    if family == "DarkRoom":
+        goals = dark_room_goals("train")
+        order = np.random.default_rng(7).permutation(len(goals))
+        return goals[order[8:]], goals[order[:8]]
+    tasks = key_to_door_tasks("train")
+    order = np.random.default_rng(7).permutation(len(tasks))
+    return tasks[order[50:]], tasks[order[:50]]
+
+
+def validation_figures(model, family, tasks, episodes: int, seed: int = 0) -> dict:
+    figures = {}
+    for name, mode, rollouts in (("greedy", "greedy", 1 if family == "DarkRoom" else 4), ("sample", "sample", 4)):
+        frame, played = in_context_rollout(model, family, np.repeat(tasks, rollouts, axis=0), episodes, mode=mode, seed=seed)
+        per_episode = frame.groupby("episode")["return"].mean()
+        figures[f"{name}_first"] = float(per_episode.iloc[0])
+        figures[f"{name}_last10"] = float(per_episode.iloc[-10:].mean())
+        rewarded = frame[frame["return"] > 0].groupby("task")["episode"].min()
+        figures[f"{name}_first_reward_episode"] = float(rewarded.reindex(range(len(tasks) * rollouts)).fillna(episodes).median())
+    return figures
+
+
+def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None):
+    torch.set_num_threads(1)
+    data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
+    family = data_settings.pop("family")
+    fit, validation = split_tasks(family)
+    histories = collect_noise_distillation(family, fit, seed=seed, **data_settings)
+    kind = model_settings.pop("kind")
+    model_config = CONFIGS[kind](**token_sizes(family, fit), **model_settings)
+    settings = {"weight_decay": 1e-4, "context_steps": model_config.window_steps, **train_settings}
+    evaluations = 8
+    if updates is None:
+        # Size the run to the time given from this candidate's speed (in company of the others): the
+        # difference of two short runs after a first one, so that start-up costs cancel out.
+        started = time.perf_counter()
+        timings = []
+        for count in (10, 20, 120):
+            timer = time.perf_counter()
+            train(model_config, histories, TrainConfig(updates=count, seed=seed, **settings), progress=False)
+            timings.append(time.perf_counter() - timer)
+        seconds_per_update = (timings[2] - timings[1]) / 100
+        budget = minutes * 60 * 0.88 - (time.perf_counter() - started)
+        updates = max(200, int(budget / seconds_per_update / 1.08))
+    eval_every = max(50, updates // evaluations // 50 * 50)
+    log_path = out / f"{name}-seed{seed}.jsonl"
+    episodes = 40 if family == "DarkRoom" else 30
+    run_started = time.perf_counter()
+
+    def evaluate(model):
+        figures = validation_figures(model, family, validation, episodes, seed=seed)
+        line = {"name": name, "seconds": round(time.perf_counter() - run_started, 1), **figures}
+        with log_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        return figures
+
+    config = TrainConfig(updates=updates, seed=seed, eval_every=eval_every, log_every=eval_every,
+                         checkpoint_every=eval_every, **settings)
+    header = {"name": name, "updates": updates, "eval_every": eval_every,
+              "data": data_settings | {"family": family}, "model": {"kind": kind, **model_settings}, "train": settings,
+              "data_summary": histories.summary()}
+    log_path.write_text(json.dumps(header) + "\n")
+    _, log = train(model_config, histories, config, out_dir=out / f"{name}-seed{seed}", record=histories.provenance(), progress=False,
+                   evaluate=evaluate)
+    with log_path.open("a") as f:
+        f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", default="all")
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--updates", type=int, help="train this many updates rather than sizing the run to --minutes")
+    parser.add_argument("--out", type=Path, default=Path("runs/study"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="*", help="with 'all': train every candidate with each of these seeds")
+    parser.add_argument("--only", nargs="*", help="with 'all': these candidates only")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(CANDIDATES))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.name != "all":
+        run(args.name, args.minutes, args.out, args.seed, args.updates)
+        return
+    runs = [(name, seed) for name in args.only or list(CANDIDATES) for seed in args.seeds or [args.seed]]
+    processes = [subprocess.Popen([sys.executable, __file__, name, "--minutes", str(args.minutes), "--out", str(args.out),
+                                   "--seed", str(seed)] + (["--updates", str(args.updates)] if args.updates else []))
+                 for name, seed in runs]
+    failed = [run for run, process in zip(runs, processes) if process.wait() != 0]
+    if failed:
+        sys.exit(f"candidates failed: {failed}")
+
+
+if __name__ == "__main__":
+    main()
