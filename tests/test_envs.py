@@ -95,9 +95,13 @@ def test_key_to_door_start_is_random_and_never_the_key():
 def test_key_to_door_truncates_at_40_and_optimal_return_is_2():
     env = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(0, 0), door=(8, 8)).unwrapped
     env.reset(seed=1)
-    for t in range(40):
+    ends = []
+    for _ in range(45):
         _, _, terminated, truncated, _ = env.step(NOOP)
-    assert truncated and not terminated and t == 39
+        ends.append((terminated, truncated))
+        if terminated or truncated:
+            break
+    assert ends == [(False, False)] * 39 + [(False, True)], "truncated on exactly the 40th step, never before"
     tasks = key_to_door_tasks("test")
     assert np.all(optimal_returns("DarkKeyToDoor", tasks, seed=5) == 2.0)
 
