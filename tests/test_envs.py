@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import icrl_lab  # noqa: F401  (registers the environments)
-from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, VARIANTS,
+from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, BernoulliBanditEnv, VARIANTS,
                            bandit_tasks, dark_room_goals, key_to_door_tasks)
 from icrl_lab.sources import optimal_returns
 
@@ -215,3 +215,16 @@ def test_path_drawing(tmp_path):
     ax = draw_grid_path(9, [40, 31, 22, 23], goal=(2, 5))
     ax.figure.savefig(tmp_path / "path.png")
     assert (tmp_path / "path.png").stat().st_size > 1000
+
+
+def test_bandit_renders_its_pulls_as_bars():
+    env = gym.make("icrl_lab/BernoulliBandit-v0", means=[0.1, 0.9, 0.5], render_mode="rgb_array")
+    env.reset(seed=0)
+    for arm in (1, 1, 1, 0):
+        env.step(arm)
+    image = env.render()
+    assert image.shape == (120, 3 * 32, 3) and image.dtype == np.uint8
+    column = image[:, 16 + 32]  # the middle of arm 1's bar: three quarters of the pulls
+    assert (column == (33, 102, 172)).all(axis=1).sum() == pytest.approx(0.75 * 120, abs=3)
+    with pytest.raises(ValueError, match="render_mode='ansi'"):
+        BernoulliBanditEnv(render_mode="ansi")

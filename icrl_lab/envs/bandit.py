@@ -21,12 +21,38 @@ def check_means(means, name: str = "means") -> np.ndarray:
     return means
 
 
+COLOURS = {"background": (236, 236, 236), "axis": (70, 70, 70), "pulls": (33, 102, 172), "last": (228, 26, 28),
+           "mean": (77, 175, 74)}
+
+
+def draw_bars(pulls, means, last=None, bar_px: int = 32, height: int = 120) -> np.ndarray:
+    """An RGB bar chart of a bandit: each arm's share of the pulls so far as a bar (the last arm pulled
+    in red), and its hidden mean as a green tick on the same 0..1 scale."""
+    pulls, k = np.asarray(pulls, dtype=np.float64), len(pulls)
+    share = pulls / max(pulls.sum(), 1.0)
+    image = np.empty((height, k * bar_px, 3), dtype=np.uint8)
+    image[:] = COLOURS["background"]
+    top = height - 1  # row of a full bar's top is 0, of an empty one height - 1
+    for arm in range(k):
+        left, right = arm * bar_px + 4, (arm + 1) * bar_px - 4
+        bar_top = int(round(top * (1 - share[arm])))
+        image[bar_top:height, left:right] = COLOURS["last" if arm == last else "pulls"]
+        if means is not None:
+            tick = int(round(top * (1 - float(means[arm]))))
+            image[max(tick - 1, 0):tick + 2, left - 3:right + 3] = COLOURS["mean"]
+    image[-2:, :] = COLOURS["axis"]
+    return image
+
+
 class BernoulliBanditEnv(gym.Env):
-    """One bandit task with gymnasium's API. means None: k arm means drawn uniformly at every seeded reset."""
+    """One bandit task with gymnasium's API. means None: k arm means drawn uniformly at every seeded reset.
 
-    metadata = {"render_modes": []}
+    render_mode 'rgb_array' draws each arm's share of the pulls so far and its hidden mean (draw_bars).
+    """
 
-    def __init__(self, means=None, k: int = 5, horizon: int = 500):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, means=None, k: int = 5, horizon: int = 500, render_mode: str | None = None):
         self.horizon = check_horizon(horizon)
         if means is None:
             if not isinstance(k, (int, np.integer)) or k < 2:
@@ -35,6 +61,9 @@ class BernoulliBanditEnv(gym.Env):
         else:
             self.means = check_means(means)
             self.k = len(self.means)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'rgb_array'")
+        self.render_mode = render_mode
         self._draw_task = means is None
         self.observation_space = gym.spaces.Discrete(1)
         self.action_space = gym.spaces.Discrete(self.k)
@@ -44,6 +73,7 @@ class BernoulliBanditEnv(gym.Env):
         if self._draw_task and (seed is not None or self.means is None):
             self.means = self.np_random.random(self.k)
         self.steps = 0
+        self.pulls, self.last = np.zeros(self.k, dtype=np.int64), None
         return 0, {"means": self.means.copy()}
 
     def step(self, action):
@@ -51,7 +81,14 @@ class BernoulliBanditEnv(gym.Env):
             raise ValueError(f"action={action!r} is not one of the arms 0..{self.k - 1}")
         reward = float(self.np_random.random() < self.means[int(action)])
         self.steps += 1
+        self.pulls[int(action)] += 1
+        self.last = int(action)
         return 0, reward, False, self.steps >= self.horizon, {"means": self.means.copy()}
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return draw_bars(self.pulls, self.means, self.last)
+        return None
 
 
 class BatchedBernoulliBandit:
