@@ -94,8 +94,6 @@ class BernoulliBanditEnv(gym.Env):
 class BatchedBernoulliBandit:
     """Many bandit tasks at once: tasks is an array of arm means, shape (n, k)."""
 
-    family = "BernoulliBandit"
-    stochastic = True
     fixed_length_episodes = True
     num_obs = 1
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import ACTION_NAMES, DarkGridEnv, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+from .grid import (ACTION_NAMES, DarkGridEnv, cell_id, check_cell, check_cells, check_horizon, check_size, draw_rgb, move,
+                   shortest_path_action)
 
 
 class DarkRoomEnv(DarkGridEnv):
@@ -34,7 +35,7 @@ class DarkRoomEnv(DarkGridEnv):
             self.goal = divmod(cell, self.size)
         self.row, self.col = self.start
         self.steps = 0
-        return self.row * self.size + self.col, {"goal": self.goal}
+        return cell_id(self.row, self.col, self.size), {"goal": self.goal}
 
     def step(self, action):
         if not self.action_space.contains(action):
@@ -45,7 +46,7 @@ class DarkRoomEnv(DarkGridEnv):
         reward = 1.0 if (self.row, self.col) == self.goal else 0.0
         terminated = self.terminate_on_goal and reward > 0
         truncated = self.steps >= self.horizon and not terminated
-        return self.row * self.size + self.col, reward, terminated, truncated, {"goal": self.goal}
+        return cell_id(self.row, self.col, self.size), reward, terminated, truncated, {"goal": self.goal}
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -61,7 +62,6 @@ class BatchedDarkRoom:
     step a few array operations however many tasks there are.
     """
 
-    family = "DarkRoom"
     num_actions = len(ACTION_NAMES)
 
     def __init__(self, goals, size: int = 9, horizon: int = 20, start=None, terminate_on_goal: bool = False):
@@ -74,11 +74,11 @@ class BatchedDarkRoom:
         self.num_obs = self.size * self.size
         # Fixed-length episodes that always start in the same place are independent of each other.
         self.fixed_length_episodes = not self.terminate_on_goal
-        self.start_cell = start[0] * self.size + start[1]
-        self.goal_cells = goals[:, 0] * self.size + goals[:, 1]
+        self.start_cell = cell_id(*start, self.size)
+        self.goal_cells = cell_id(goals[:, 0], goals[:, 1], self.size)
         row, col = np.divmod(np.arange(self.num_obs), self.size)
         next_row, next_col = move(row[:, None], col[:, None], np.arange(self.num_actions)[None, :], self.size)
-        self._next_cell = (next_row * self.size + next_col).ravel()  # index: cell * num_actions + action
+        self._next_cell = cell_id(next_row, next_col, self.size).ravel()  # index: cell * num_actions + action
         self._optimal = shortest_path_action(row[None, :], col[None, :], row[:, None], col[:, None]).astype(np.int8).ravel()
         self._goal_offset = self.goal_cells * self.num_obs  # index into _optimal: goal * num_obs + cell
         self._optimal_now = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import ACTION_NAMES, DarkGridEnv, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+from .grid import (ACTION_NAMES, DarkGridEnv, cell_id, check_cell, check_cells, check_horizon, check_size, draw_rgb, move,
+                   shortest_path_action)
 
 
 def _check_key_door(key, door, size):
@@ -35,7 +36,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         if self._draw_task and (seed is not None or self.key is None):
             key, door = self.np_random.choice(n_cells, size=2, replace=False)
             self.key, self.door = divmod(int(key), self.size), divmod(int(door), self.size)
-        key_id = self.key[0] * self.size + self.key[1]
+        key_id = cell_id(*self.key, self.size)
         start = int(self.np_random.integers(n_cells))
         while start == key_id:
             start = int(self.np_random.integers(n_cells))
@@ -59,7 +60,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         elif (self.row, self.col) == self.door and self.has_key:
             reward, terminated = 1.0, True
         truncated = self.steps >= self.horizon and not terminated
-        return self.row * self.size + self.col, reward, terminated, truncated, self._info()
+        return cell_id(self.row, self.col, self.size), reward, terminated, truncated, self._info()
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -71,9 +72,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
 class BatchedDarkKeyToDoor:
     """Many Key-to-Door tasks at once: tasks is an array of (key_row, key_col, door_row, door_col)."""
 
-    family = "DarkKeyToDoor"
     num_actions = len(ACTION_NAMES)
-    stochastic = True
     fixed_length_episodes = False
 
     def __init__(self, tasks, size: int = 9, horizon: int = 40):
@@ -101,13 +100,13 @@ class BatchedDarkKeyToDoor:
             self.steps = np.zeros(self.num_envs, dtype=np.int64)
             mask = np.ones(self.num_envs, dtype=bool)
         rows = np.flatnonzero(mask)
-        key_ids = self.keys[rows, 0] * self.size + self.keys[rows, 1]
+        key_ids = cell_id(self.keys[rows, 0], self.keys[rows, 1], self.size)
         start = self.rng.integers(self.num_obs, size=len(rows))
         while np.any(redraw := start == key_ids):
             start[redraw] = self.rng.integers(self.num_obs, size=int(redraw.sum()))
         self.row[rows], self.col[rows] = np.divmod(start, self.size)
         self.has_key[rows], self.steps[rows] = False, 0
-        return self.row * self.size + self.col
+        return cell_id(self.row, self.col, self.size)
 
     def step(self, actions):
         self.row, self.col = move(self.row, self.col, np.asarray(actions), self.size)
@@ -119,7 +118,7 @@ class BatchedDarkKeyToDoor:
         self.has_key |= picked
         rewards = (picked | terminated).astype(np.float32)
         truncated = (self.steps >= self.horizon) & ~terminated
-        return self.row * self.size + self.col, rewards, terminated, truncated
+        return cell_id(self.row, self.col, self.size), rewards, terminated, truncated
 
     def optimal_actions(self) -> np.ndarray:
         """Scripted optimal policy: shortest path to the key, then to the door."""
