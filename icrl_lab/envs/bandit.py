@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from .grid import check_horizon
+from .vector import BatchedEnv
 
 
 def check_means(means, name: str = "means") -> np.ndarray:
@@ -91,32 +92,53 @@ class BernoulliBanditEnv(gym.Env):
         return None
 
 
-class BatchedBernoulliBandit:
-    """Many bandit tasks at once: tasks is an array of arm means, shape (n, k)."""
+class BatchedBernoulliBandit(BatchedEnv):
+    """Many bandit tasks at once, as a gymnasium VectorEnv.
+
+    means: the arm means of every row, shape (n, k); None (with num_envs) draws k uniform means per
+    row at the first reset and at every seeded full reset. autoreset_mode is gymnasium's (see
+    icrl_lab.envs.vector). optimal_actions() is each task's best arm.
+    """
 
     fixed_length_episodes = True
     num_obs = 1
 
-    def __init__(self, tasks, horizon: int = 500):
+    def __init__(self, means=None, horizon: int = 500, k: int = 5, num_envs: int | None = None,
+                 autoreset_mode="NextStep", render_mode: str | None = None):
         self.horizon = check_horizon(horizon)
-        self.means = check_means(tasks, "tasks")
-        if self.means.ndim != 2:
-            raise ValueError(f"tasks must have shape (n, k) of arm means, got {self.means.shape}")
-        self.num_envs, self.num_actions = self.means.shape
-        self.rng = np.random.default_rng()
+        if means is None:
+            if not isinstance(k, (int, np.integer)) or k < 2:
+                raise ValueError(f"k={k!r} is not allowed: a bandit needs k >= 2 arms")
+            self.num_actions = int(k)
+        else:
+            self.num_actions = np.shape(means)[-1] if np.ndim(means) == 2 else 0
+        self._init_vector(means, num_envs, autoreset_mode, render_mode, {"horizon": horizon})
 
-    def reset(self, seed=None, mask=None) -> np.ndarray:
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
+    def check_tasks(self, means) -> np.ndarray:
+        means = check_means(means, "means")
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (n, k) of arm means, got {means.shape}")
+        return means
+
+    def _set_tasks(self, means):
+        self._tasks = self.means = means
+
+    def _draw_tasks(self, n):
+        return self.np_random.random((n, self.num_actions))
+
+    def reset_rows(self, mask=None, seed=None) -> np.ndarray:
+        """Reset every row (mask None) or the rows where mask is True; return all observations (all 0)."""
+        self._begin_reset(mask, seed)
         if mask is None:
             self.steps = np.zeros(self.num_envs, dtype=np.int64)
         else:
             self.steps[mask] = 0
         return np.zeros(self.num_envs, dtype=np.int64)
 
-    def step(self, actions):
+    def step_arrays(self, actions):
+        """Step every row: (observations, rewards, terminated, truncated), with no autoreset."""
         actions = np.asarray(actions)
-        rewards = (self.rng.random(self.num_envs) < self.means[np.arange(self.num_envs), actions]).astype(np.float32)
+        rewards = (self.np_random.random(self.num_envs) < self.means[np.arange(self.num_envs), actions]).astype(np.float32)
         self.steps += 1
         truncated = self.steps >= self.horizon
         return np.zeros(self.num_envs, dtype=np.int64), rewards, np.zeros(self.num_envs, dtype=bool), truncated
@@ -124,3 +146,8 @@ class BatchedBernoulliBandit:
     def optimal_actions(self) -> np.ndarray:
         """The best arm of each task (what DPT is trained to predict)."""
         return np.argmax(self.means, axis=1)
+
+    @staticmethod
+    def task_marks(task) -> dict:
+        """A bandit has no hidden cells: {}."""
+        return {}
