@@ -191,10 +191,7 @@ class ThompsonSampling:
 
 def optimal_returns(family: str, tasks, seed: int = 0, **env_kwargs) -> np.ndarray:
     """Each task's return under the optimal policy (expected return for bandits)."""
-    env = make_batched(family, tasks, **env_kwargs)
-    if family == "BernoulliBandit":
-        return env.means.max(axis=1) * env.horizon
-    return episode_returns(env, EpsilonGreedyDemonstrator(env, 0.0), seed=seed)
+    return make_batched(family, tasks, **env_kwargs).optimal_returns(seed=seed)
 
 
 def check_positive(name: str, value) -> int:

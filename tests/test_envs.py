@@ -278,6 +278,7 @@ def test_tasks_left_out_are_drawn_at_every_seeded_reset(env_id, vector_class, ta
     assert not np.array_equal(env.tasks, tasks)
     env.reset(seed=1)
     np.testing.assert_array_equal(env.tasks, tasks)
+    env.optimal_returns()  # the drawn tasks are the env's tasks
     if vector_class is BatchedDarkKeyToDoor:
         assert not np.any(np.all(env.tasks[:, :2] == env.tasks[:, 2:], axis=1))
 
@@ -335,6 +336,19 @@ def test_vector_step_refuses_bad_actions_and_tasks_must_match_num_envs():
         gym.make_vec("icrl_lab/DarkRoom-v0", goals=dark_room_goals("train"))
     with pytest.raises(ValueError, match="num_envs"):
         BatchedDarkRoom()
+
+
+def test_family_knowledge_is_a_method_of_the_environment():
+    room = BatchedDarkRoom([(4, 4), (0, 0), (2, 7)])
+    np.testing.assert_array_equal(room.optimal_returns(), [20, 13, 16])
+    assert room.task_marks(room.tasks[2]) == {"goal": (2, 7)}
+    doors = BatchedDarkKeyToDoor([(0, 1, 8, 8)])
+    assert doors.task_marks(doors.tasks[0]) == {"key": (0, 1), "door": (8, 8)}
+    assert list(doors.optimal_returns(seed=4)) == [2.0]
+    bandit = BatchedBernoulliBandit([[0.2, 0.9], [0.5, 0.1]], horizon=10)
+    np.testing.assert_allclose(bandit.optimal_returns(), [9.0, 5.0])
+    assert bandit.task_marks(bandit.tasks[0]) == {} and bandit.metric == "regret" and room.metric == "return"
+    np.testing.assert_allclose(bandit.regret([[0, 1], [0, 1]]), [[0.7, 0.7], [0.0, 0.4]])
 
 
 def test_batched_grids_render_one_picture_per_environment():

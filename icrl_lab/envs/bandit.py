@@ -97,11 +97,12 @@ class BatchedBernoulliBandit(BatchedEnv):
 
     means: the arm means of every row, shape (n, k); None (with num_envs) draws k uniform means per
     row at the first reset and at every seeded full reset. autoreset_mode is gymnasium's (see
-    icrl_lab.envs.vector). optimal_actions() is each task's best arm.
+    icrl_lab.envs.vector). optimal_actions() is each task's best arm, and an evaluation measures regret.
     """
 
     fixed_length_episodes = True
     num_obs = 1
+    metric = "regret"
 
     def __init__(self, means=None, horizon: int = 500, k: int = 5, num_envs: int | None = None,
                  autoreset_mode="NextStep", render_mode: str | None = None):
@@ -146,6 +147,16 @@ class BatchedBernoulliBandit(BatchedEnv):
     def optimal_actions(self) -> np.ndarray:
         """The best arm of each task (what DPT is trained to predict)."""
         return np.argmax(self.means, axis=1)
+
+    def optimal_returns(self, seed: int = 0) -> np.ndarray:
+        """Each task's expected return when always pulling its best arm (seed is not needed)."""
+        return self.means.max(axis=1) * self.horizon
+
+    def regret(self, actions) -> np.ndarray:
+        """Cumulative regret of played arms, shape (tasks, steps): the best mean minus the chosen arm's, summed."""
+        actions = np.asarray(actions, dtype=np.int64)
+        rows = np.arange(len(self.means))[:, None]
+        return np.cumsum(self.means.max(axis=1, keepdims=True) - self.means[rows, actions], axis=1)
 
     @staticmethod
     def task_marks(task) -> dict:

@@ -49,6 +49,7 @@ class BatchedEnv(gym.vector.VectorEnv):
     `task_marks` (and `_frame` to render)."""
 
     render_modes: tuple = ()
+    metric = "return"  # what an evaluation reports: each episode's return ("regret" for bandits)
 
     def _init_vector(self, tasks, num_envs, autoreset_mode, render_mode, settings: dict):
         """Shared construction: the tasks (or how many to draw), spaces, metadata and render mode."""
@@ -171,3 +172,18 @@ class BatchedEnv(gym.vector.VectorEnv):
         if self.render_mode == "rgb_array":
             return tuple(self._frame(i) for i in range(self.num_envs))
         return None
+
+    # --- what a family knows about its tasks ----------------------------------------------------------
+
+    def optimal_returns(self, seed: int = 0) -> np.ndarray:
+        """Each task's return under the scripted optimal policy: one episode of every task, played on
+        a fresh copy of this environment (its own state is left as it is)."""
+        env = type(self)(self.tasks, **self._settings)
+        env.reset_rows(seed=seed)
+        total = np.zeros(env.num_envs)
+        running = np.ones(env.num_envs, dtype=bool)
+        while running.any():
+            _, rewards, terminated, truncated = env.step_arrays(env.optimal_actions())
+            total += rewards * running
+            running &= ~(terminated | truncated)
+        return total
