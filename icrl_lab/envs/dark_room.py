@@ -92,9 +92,12 @@ class BatchedDarkRoom(BatchedEnv):
         return check_cells("goals", goals, self.size)
 
     def _set_tasks(self, goals):
-        self._tasks = goals
+        # Only the goal cells are kept (tasks rebuilds the pairs): collection makes envs of ~10^6 rows.
         self.goal_cells = cell_id(goals[:, 0], goals[:, 1], self.size)
         self._goal_offset = self.goal_cells * self.num_obs  # index into _optimal: goal * num_obs + cell
+
+    def _tasks_array(self):
+        return np.stack(np.divmod(self.goal_cells, self.size), axis=1)
 
     def _draw_tasks(self, n):
         return np.stack(np.divmod(self.np_random.integers(self.num_obs, size=n), self.size), axis=1)

@@ -46,7 +46,7 @@ def check_autoreset_mode(mode) -> AutoresetMode:
 class BatchedEnv(gym.vector.VectorEnv):
     """Base of the batched environments. A subclass sets `num_actions`, `num_obs` and `render_modes`,
     and implements `check_tasks`, `_set_tasks`, `_draw_tasks`, `reset_rows`, `step_arrays` and
-    `task_marks` (and `_frame` to render)."""
+    `task_marks` (and `_frame` to render; `_tasks_array` if `_set_tasks` keeps no `_tasks`)."""
 
     render_modes: tuple = ()
     metric = "return"  # what an evaluation reports: each episode's return ("regret" for bandits)
@@ -61,7 +61,6 @@ class BatchedEnv(gym.vector.VectorEnv):
             if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
                 raise ValueError(f"num_envs={num_envs!r} is not allowed: it must be an integer >= 1")
             self.num_envs = int(num_envs)
-            self._tasks = None
         else:
             tasks = self.check_tasks(tasks)
             if num_envs is not None and num_envs != len(tasks):
@@ -69,6 +68,7 @@ class BatchedEnv(gym.vector.VectorEnv):
                                  "(one environment per task)")
             self.num_envs = len(tasks)
             self._set_tasks(tasks)
+        self._has_tasks = not self._draws_tasks
         if render_mode not in (None, *self.render_modes):
             raise ValueError(f"render_mode={render_mode!r} is not supported: use one of {[None, *self.render_modes]}")
         self.render_mode = render_mode
@@ -95,8 +95,11 @@ class BatchedEnv(gym.vector.VectorEnv):
     @property
     def tasks(self) -> np.ndarray:
         """The task of every row, in the layout the constructor takes."""
-        if self._tasks is None:
+        if not self._has_tasks:
             raise RuntimeError("the tasks are drawn at the first reset: call reset() first")
+        return self._tasks_array()
+
+    def _tasks_array(self) -> np.ndarray:
         return self._tasks
 
     def _seed(self, seed):
@@ -107,9 +110,10 @@ class BatchedEnv(gym.vector.VectorEnv):
         """Reseed; on a full reset also draw the tasks if they are drawn (every seeded one, and the first)."""
         self._seed(seed)
         if mask is None:
-            if self._draws_tasks and (seed is not None or self._tasks is None):
+            if self._draws_tasks and (seed is not None or not self._has_tasks):
                 self._set_tasks(self.check_tasks(self._draw_tasks(self.num_envs)))
-        elif self._tasks is None:
+                self._has_tasks = True
+        elif not self._has_tasks:
             raise RuntimeError("reset every environment once before resetting some of them")
 
     # --- gymnasium's VectorEnv API --------------------------------------------------------------------
