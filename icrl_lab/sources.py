@@ -38,7 +38,7 @@ def _compact_int(upper: int):
 
 def rollout(env, policy, num_steps: int, seed: int | None = None) -> Transitions:
     """Run `policy` in the batched `env` for `num_steps` steps, resetting each task when its episode ends."""
-    obs = env.reset(seed=seed)
+    obs = env.reset_rows(seed=seed)
     rows = env.num_envs
     int_obs, int_act = _compact_int(env.num_obs), _compact_int(env.num_actions + 1)
     # Filled step by step as (steps, tasks), transposed once at the end.
@@ -54,24 +54,24 @@ def rollout(env, policy, num_steps: int, seed: int | None = None) -> Transitions
         if has_optimal:
             optimal[t] = env.optimal_actions()
         action = policy.act(obs, t)
-        next_obs, reward, terminated, truncated = env.step(action)
+        next_obs, reward, terminated, truncated = env.step_arrays(action)
         if learns:
             policy.observe(obs, action, reward, next_obs, terminated)
         done = terminated | truncated
         actions[t], rewards[t], dones[t] = action, reward, done
-        obs = env.reset(mask=done) if done.any() else next_obs
+        obs = env.reset_rows(done) if done.any() else next_obs
     return Transitions(observations.T.copy(), actions.T.copy(), rewards.T.copy(), dones.T.copy(),
                        None if optimal is None else optimal.T.copy())
 
 
 def episode_returns(env, policy, seed: int | None = None) -> np.ndarray:
     """Play exactly one episode in every task of `env`; return each task's return."""
-    obs = env.reset(seed=seed)
+    obs = env.reset_rows(seed=seed)
     total = np.zeros(env.num_envs)
     running = np.ones(env.num_envs, dtype=bool)
     t = 0
     while running.any():
-        obs, reward, terminated, truncated = env.step(policy.act(obs, t))
+        obs, reward, terminated, truncated = env.step_arrays(policy.act(obs, t))
         total += reward * running
         running &= ~(terminated | truncated)
         t += 1
@@ -191,10 +191,7 @@ class ThompsonSampling:
 
 def optimal_returns(family: str, tasks, seed: int = 0, **env_kwargs) -> np.ndarray:
     """Each task's return under the optimal policy (expected return for bandits)."""
-    env = make_batched(family, tasks, **env_kwargs)
-    if family == "BernoulliBandit":
-        return env.means.max(axis=1) * env.horizon
-    return episode_returns(env, EpsilonGreedyDemonstrator(env, 0.0), seed=seed)
+    return make_batched(family, tasks, **env_kwargs).optimal_returns(seed=seed)
 
 
 def check_positive(name: str, value) -> int:

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import icrl_lab  # noqa: F401  (registers the environments)
-from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, VARIANTS,
-                           bandit_tasks, dark_room_goals, key_to_door_tasks)
+from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, BernoulliBanditEnv, DarkRoomEnv,
+                           VARIANTS, bandit_tasks, dark_room_goals, key_to_door_tasks)
 from icrl_lab.sources import optimal_returns
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
@@ -95,9 +95,13 @@ def test_key_to_door_start_is_random_and_never_the_key():
 def test_key_to_door_truncates_at_40_and_optimal_return_is_2():
     env = gym.make("icrl_lab/DarkKeyToDoor-v0", key=(0, 0), door=(8, 8)).unwrapped
     env.reset(seed=1)
-    for t in range(40):
+    ends = []
+    for _ in range(45):
         _, _, terminated, truncated, _ = env.step(NOOP)
-    assert truncated and not terminated and t == 39
+        ends.append((terminated, truncated))
+        if terminated or truncated:
+            break
+    assert ends == [(False, False)] * 39 + [(False, True)], "truncated on exactly the 40th step, never before"
     tasks = key_to_door_tasks("test")
     assert np.all(optimal_returns("DarkKeyToDoor", tasks, seed=5) == 2.0)
 
@@ -134,15 +138,15 @@ actions_strategy = st.lists(st.integers(0, 4), min_size=1, max_size=60)
 def test_batched_dark_room_equals_single(goals, actions, terminate):
     batched = BatchedDarkRoom(goals, terminate_on_goal=terminate)
     singles = [gym.make("icrl_lab/DarkRoom-v0", goal=g, terminate_on_goal=terminate).unwrapped for g in goals]
-    obs = batched.reset(seed=0)
+    obs = batched.reset_rows(seed=0)
     assert list(obs) == [env.reset(seed=0)[0] for env in singles]
     for a in actions:
-        obs, rewards, terminated, truncated = batched.step(np.full(len(goals), a))
+        obs, rewards, terminated, truncated = batched.step_arrays(np.full(len(goals), a))
         for i, env in enumerate(singles):
             assert (obs[i], rewards[i], terminated[i], truncated[i]) == env.step(a)[:4]
         done = terminated | truncated
         if done.any():
-            obs = batched.reset(mask=done)
+            obs = batched.reset_rows(done)
             for i in np.flatnonzero(done):
                 assert obs[i] == singles[i].reset()[0]
 
@@ -154,12 +158,12 @@ def test_batched_key_to_door_equals_single(seed, cells, actions):
     key, door = divmod(cells[0], 9), divmod(cells[1], 9)
     batched = BatchedDarkKeyToDoor([key + door])
     single = gym.make("icrl_lab/DarkKeyToDoor-v0", key=key, door=door).unwrapped
-    assert batched.reset(seed=seed)[0] == single.reset(seed=seed)[0]
+    assert batched.reset_rows(seed=seed)[0] == single.reset(seed=seed)[0]
     for a in actions:
-        obs, rewards, terminated, truncated = batched.step([a])
+        obs, rewards, terminated, truncated = batched.step_arrays([a])
         assert (obs[0], rewards[0], terminated[0], truncated[0]) == single.step(a)[:4]
         if terminated[0] or truncated[0]:
-            assert batched.reset(mask=terminated | truncated)[0] == single.reset()[0]
+            assert batched.reset_rows(terminated | truncated)[0] == single.reset()[0]
 
 
 @settings(max_examples=40, deadline=None)
@@ -169,13 +173,13 @@ def test_batched_bandit_equals_single(seed, means, data):
     actions = data.draw(st.lists(st.integers(0, len(means) - 1), min_size=1, max_size=50))
     batched = BatchedBernoulliBandit([means], horizon=20)
     single = gym.make("icrl_lab/BernoulliBandit-v0", means=means, horizon=20).unwrapped
-    batched.reset(seed=seed)
+    batched.reset_rows(seed=seed)
     single.reset(seed=seed)
     for a in actions:
-        obs, rewards, terminated, truncated = batched.step([a])
+        obs, rewards, terminated, truncated = batched.step_arrays([a])
         assert (obs[0], rewards[0], terminated[0], truncated[0]) == single.step(a)[:4]
         if truncated[0]:
-            batched.reset(mask=truncated)
+            batched.reset_rows(truncated)
             single.reset()
 
 
@@ -211,3 +215,160 @@ def test_path_drawing(tmp_path):
     ax = draw_grid_path(9, [40, 31, 22, 23], goal=(2, 5))
     ax.figure.savefig(tmp_path / "path.png")
     assert (tmp_path / "path.png").stat().st_size > 1000
+
+
+# --- the batched forms as gymnasium VectorEnvs ---------------------------------------------------------
+# gymnasium 1.x offers no checker for vector environments (utils.env_checker checks single ones), so
+# the VectorEnv contract is checked here: spaces, shapes and dtypes, seeding, reset_mask, autoreset.
+
+VECTOR_CASES = [
+    ("icrl_lab/DarkRoom-v0", BatchedDarkRoom, {"goals": dark_room_goals("test")[:5]}),
+    ("icrl_lab/DarkRoomHard-v0", BatchedDarkRoom, {}),
+    ("icrl_lab/DarkKeyToDoor-v0", BatchedDarkKeyToDoor, {"tasks": key_to_door_tasks("test")[:5]}),
+    ("icrl_lab/BernoulliBandit-v0", BatchedBernoulliBandit, {"means": bandit_tasks(5, seed=3), "horizon": 7}),
+]
+
+
+def play(env, seed, steps=60):
+    """Random actions from a seeded action space: every step's arrays and infos."""
+    env.action_space.seed(seed)
+    record = [env.reset(seed=seed)]
+    for _ in range(steps):
+        record.append(env.step(env.action_space.sample()))
+    return record
+
+
+@pytest.mark.parametrize("env_id, vector_class, task_kwargs", VECTOR_CASES)
+def test_make_vec_returns_the_batched_env_and_it_keeps_the_vector_contract(env_id, vector_class, task_kwargs):
+    n = 5
+    for mode in (None, "vector_entry_point"):
+        env = gym.make_vec(env_id, num_envs=n, vectorization_mode=mode, **task_kwargs)
+        assert type(env) is vector_class and isinstance(env, gym.vector.VectorEnv) and env.num_envs == n
+    assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    assert env.observation_space == gym.vector.utils.batch_space(env.single_observation_space, n)
+    assert env.action_space == gym.vector.utils.batch_space(env.single_action_space, n)
+    assert (env.single_observation_space.n, env.single_action_space.n) == (env.num_obs, env.num_actions)
+    obs, infos = env.reset(seed=0)
+    assert obs in env.observation_space and obs.dtype == np.int64 and isinstance(infos, dict)
+    for _ in range(50):
+        obs, rewards, terminated, truncated, infos = env.step(env.action_space.sample())
+        assert obs in env.observation_space and isinstance(infos, dict)
+        assert rewards.shape == terminated.shape == truncated.shape == (n,)
+        assert rewards.dtype.kind == "f" and terminated.dtype == truncated.dtype == np.bool_
+        assert not np.any(terminated & truncated)
+    # The same seed gives the same tasks and the same steps; another seed other ones.
+    first, again = play(gym.make_vec(env_id, num_envs=n, **task_kwargs), 3), play(env, 3)
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            np.testing.assert_equal(x, y)
+    assert env.render() is None
+    env.close()
+
+
+@pytest.mark.parametrize("env_id, vector_class, task_kwargs", VECTOR_CASES[1:])
+def test_tasks_left_out_are_drawn_at_every_seeded_reset(env_id, vector_class, task_kwargs):
+    env = gym.make_vec(env_id, num_envs=40)
+    env.reset(seed=1)
+    tasks = env.tasks.copy()
+    assert len({tuple(t) for t in tasks}) > 20, "each environment draws its own task"
+    env.reset(options={"reset_mask": np.ones(40, dtype=bool)})
+    env.reset()
+    np.testing.assert_array_equal(env.tasks, tasks, "kept until the next seeded reset")
+    env.reset(seed=2)
+    assert not np.array_equal(env.tasks, tasks)
+    env.reset(seed=1)
+    np.testing.assert_array_equal(env.tasks, tasks)
+    env.optimal_returns()  # the drawn tasks are the env's tasks
+    if vector_class is BatchedDarkKeyToDoor:
+        assert not np.any(np.all(env.tasks[:, :2] == env.tasks[:, 2:], axis=1))
+
+
+def test_reset_mask_resets_only_the_masked_environments():
+    env = gym.make_vec("icrl_lab/DarkKeyToDoor-v0", num_envs=6, tasks=key_to_door_tasks("test")[:6])
+    env.reset(seed=0)
+    moved = env.step(np.full(6, UP))[0]
+    mask = np.array([True, False, True, False, False, False])
+    obs, infos = env.reset(options={"reset_mask": mask})
+    np.testing.assert_array_equal(obs[~mask], moved[~mask])
+    assert isinstance(infos, dict) and np.all(env.steps[mask] == 0) and np.all(env.steps[~mask] == 1)
+    for bad in (np.zeros(6, dtype=bool), np.ones(5, dtype=bool), np.ones(6, dtype=int), [True] * 6):
+        with pytest.raises(ValueError, match="reset_mask"):
+            env.reset(options={"reset_mask": bad})
+
+
+def test_autoreset_modes_match_gymnasiums_sync_vector_env():
+    """Dark Room is deterministic, so the batched form must agree step for step with gymnasium's own
+    SyncVectorEnv over single environments, in each autoreset mode."""
+    goals = [(4, 3), (0, 0), (8, 8)]
+    rng = np.random.default_rng(0)
+    actions = rng.integers(5, size=(70, len(goals)))
+    for mode in gym.vector.AutoresetMode:
+        batched = BatchedDarkRoom(goals, horizon=6, terminate_on_goal=True, autoreset_mode=mode)
+        sync = gym.vector.SyncVectorEnv([lambda g=g: DarkRoomEnv(goal=g, horizon=6, terminate_on_goal=True) for g in goals],
+                                        autoreset_mode=mode)
+        assert batched.metadata["autoreset_mode"] == sync.metadata["autoreset_mode"] == mode
+        np.testing.assert_array_equal(batched.reset(seed=0)[0], sync.reset(seed=0)[0])
+        for step_actions in actions:
+            mine, theirs = batched.step(step_actions), sync.step(step_actions)
+            for x, y in zip(mine[:4], theirs[:4]):
+                np.testing.assert_array_equal(x, y)
+            if "final_obs" in theirs[4]:
+                np.testing.assert_array_equal(mine[4]["_final_obs"], theirs[4]["_final_obs"])
+                done = theirs[4]["_final_obs"]
+                assert list(mine[4]["final_obs"][done]) == list(theirs[4]["final_obs"][done])
+            else:
+                assert "final_obs" not in mine[4]
+            done = mine[2] | mine[3]
+            if mode == gym.vector.AutoresetMode.DISABLED and done.any():
+                with pytest.raises(ValueError, match="reset them"):
+                    batched.step(step_actions)
+                np.testing.assert_array_equal(batched.reset(options={"reset_mask": done})[0],
+                                              sync.reset(options={"reset_mask": done})[0])
+
+
+def test_vector_step_refuses_bad_actions_and_tasks_must_match_num_envs():
+    env = gym.make_vec("icrl_lab/DarkRoom-v0", num_envs=2, goals=[(0, 0), (1, 1)])
+    env.reset(seed=0)
+    for bad in ([0, 5], [0], [0.5, 1.0], [-1, 0]):
+        with pytest.raises(ValueError, match="actions must be 2 integers"):
+            env.step(np.asarray(bad))
+    with pytest.raises(ValueError, match="pass num_envs=65"):
+        gym.make_vec("icrl_lab/DarkRoom-v0", goals=dark_room_goals("train"))
+    with pytest.raises(ValueError, match="num_envs"):
+        BatchedDarkRoom()
+
+
+def test_family_knowledge_is_a_method_of_the_environment():
+    room = BatchedDarkRoom([(4, 4), (0, 0), (2, 7)])
+    np.testing.assert_array_equal(room.optimal_returns(), [20, 13, 16])
+    assert room.task_marks(room.tasks[2]) == {"goal": (2, 7)}
+    doors = BatchedDarkKeyToDoor([(0, 1, 8, 8)])
+    assert doors.task_marks(doors.tasks[0]) == {"key": (0, 1), "door": (8, 8)}
+    assert list(doors.optimal_returns(seed=4)) == [2.0]
+    bandit = BatchedBernoulliBandit([[0.2, 0.9], [0.5, 0.1]], horizon=10)
+    np.testing.assert_allclose(bandit.optimal_returns(), [9.0, 5.0])
+    assert bandit.task_marks(bandit.tasks[0]) == {} and bandit.metric == "regret" and room.metric == "return"
+    np.testing.assert_allclose(bandit.regret([[0, 1], [0, 1]]), [[0.7, 0.7], [0.0, 0.4]])
+
+
+def test_batched_grids_render_one_picture_per_environment():
+    env = gym.make_vec("icrl_lab/DarkKeyToDoor-v0", num_envs=2, tasks=[(0, 1, 8, 8), (3, 3, 4, 4)],
+                       render_mode="rgb_array")
+    env.reset(seed=0)
+    frames = env.render()
+    assert len(frames) == 2 and all(f.shape == (9 * 24, 9 * 24, 3) and f.dtype == np.uint8 for f in frames)
+    with pytest.raises(ValueError, match="render_mode='human'"):
+        BatchedBernoulliBandit([[0.1, 0.2]], render_mode="human")
+
+
+def test_bandit_renders_its_pulls_as_bars():
+    env = gym.make("icrl_lab/BernoulliBandit-v0", means=[0.1, 0.9, 0.5], render_mode="rgb_array")
+    env.reset(seed=0)
+    for arm in (1, 1, 1, 0):
+        env.step(arm)
+    image = env.render()
+    assert image.shape == (120, 3 * 32, 3) and image.dtype == np.uint8
+    column = image[:, 16 + 32]  # the middle of arm 1's bar: three quarters of the pulls
+    assert (column == (33, 102, 172)).all(axis=1).sum() == pytest.approx(0.75 * 120, abs=3)
+    with pytest.raises(ValueError, match="render_mode='ansi'"):
+        BernoulliBanditEnv(render_mode="ansi")

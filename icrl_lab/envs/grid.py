@@ -1,6 +1,7 @@
 """What the two dark grid worlds share: cell ids, the five moves, and an RGB picture.
 
-A cell (row, col) of a size x size grid is observed as the single integer ``row * size + col``.
+A cell (row, col) of a size x size grid is observed as the single integer ``cell_id(row, col, size)``,
+that is ``row * size + col``; ``divmod(cell, size)`` gives the (row, col) back.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def move(row, col, action, size: int):
 
 
 def cell_id(row, col, size: int):
+    """The observed id of cells (row, col): scalars or arrays."""
     return row * size + col
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import ACTION_NAMES, DarkGridEnv, check_cell, check_cells, check_horizon, check_size, draw_rgb, move, shortest_path_action
+from .grid import (ACTION_NAMES, DarkGridEnv, cell_id, check_cell, check_cells, check_horizon, check_size, draw_rgb, move,
+                   shortest_path_action)
+from .vector import BatchedEnv
 
 
 def _check_key_door(key, door, size):
@@ -35,7 +37,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         if self._draw_task and (seed is not None or self.key is None):
             key, door = self.np_random.choice(n_cells, size=2, replace=False)
             self.key, self.door = divmod(int(key), self.size), divmod(int(door), self.size)
-        key_id = self.key[0] * self.size + self.key[1]
+        key_id = cell_id(*self.key, self.size)
         start = int(self.np_random.integers(n_cells))
         while start == key_id:
             start = int(self.np_random.integers(n_cells))
@@ -59,7 +61,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         elif (self.row, self.col) == self.door and self.has_key:
             reward, terminated = 1.0, True
         truncated = self.steps >= self.horizon and not terminated
-        return self.row * self.size + self.col, reward, terminated, truncated, self._info()
+        return cell_id(self.row, self.col, self.size), reward, terminated, truncated, self._info()
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -68,32 +70,49 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         return None
 
 
-class BatchedDarkKeyToDoor:
-    """Many Key-to-Door tasks at once: tasks is an array of (key_row, key_col, door_row, door_col)."""
+class BatchedDarkKeyToDoor(BatchedEnv):
+    """Many Key-to-Door tasks at once, as a gymnasium VectorEnv.
 
-    family = "DarkKeyToDoor"
+    tasks: (key_row, key_col, door_row, door_col) of every row, shape (n, 4); None (with num_envs)
+    draws each row's key and door (different cells) at the first reset and at every seeded full reset.
+    autoreset_mode is gymnasium's (see icrl_lab.envs.vector).
+    """
+
     num_actions = len(ACTION_NAMES)
-    stochastic = True
     fixed_length_episodes = False
+    render_modes = ("rgb_array",)
 
-    def __init__(self, tasks, size: int = 9, horizon: int = 40):
+    def __init__(self, tasks=None, size: int = 9, horizon: int = 40, num_envs: int | None = None,
+                 autoreset_mode="NextStep", render_mode: str | None = None):
         self.size = check_size(size)
         self.horizon = check_horizon(horizon)
+        self.num_obs = self.size * self.size
+        self._init_vector(tasks, num_envs, autoreset_mode, render_mode, {"size": size, "horizon": horizon})
+
+    def check_tasks(self, tasks) -> np.ndarray:
         tasks = np.asarray(tasks, dtype=np.int64)
         if tasks.ndim != 2 or tasks.shape[1] != 4:
             raise ValueError(f"tasks must have shape (n, 4) of (key_row, key_col, door_row, door_col), got {tasks.shape}")
-        self.keys = check_cells("keys", tasks[:, :2], self.size)
-        self.doors = check_cells("doors", tasks[:, 2:], self.size)
-        if np.any(np.all(self.keys == self.doors, axis=1)):
+        check_cells("keys", tasks[:, :2], self.size)
+        check_cells("doors", tasks[:, 2:], self.size)
+        if np.any(np.all(tasks[:, :2] == tasks[:, 2:], axis=1)):
             raise ValueError("every task needs its key and its door on different cells")
-        self.num_envs = len(tasks)
-        self.num_obs = self.size * self.size
-        self.rng = np.random.default_rng()
+        return tasks
 
-    def reset(self, seed=None, mask=None) -> np.ndarray:
+    def _set_tasks(self, tasks):
+        self._tasks = tasks
+        self.keys, self.doors = tasks[:, :2], tasks[:, 2:]
+        self.key_cells = cell_id(self.keys[:, 0], self.keys[:, 1], self.size)
+
+    def _draw_tasks(self, n):
+        key = self.np_random.integers(self.num_obs, size=n)
+        door = self.np_random.integers(self.num_obs - 1, size=n)
+        door += door >= key  # any cell but the key's
+        return np.concatenate([np.stack(np.divmod(key, self.size), 1), np.stack(np.divmod(door, self.size), 1)], axis=1)
+
+    def reset_rows(self, mask=None, seed=None) -> np.ndarray:
         """Reset every row (mask None) or the masked rows to a random start that is not the key."""
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
+        self._begin_reset(mask, seed)
         if mask is None:
             self.row = np.zeros(self.num_envs, dtype=np.int64)
             self.col = np.zeros(self.num_envs, dtype=np.int64)
@@ -101,15 +120,16 @@ class BatchedDarkKeyToDoor:
             self.steps = np.zeros(self.num_envs, dtype=np.int64)
             mask = np.ones(self.num_envs, dtype=bool)
         rows = np.flatnonzero(mask)
-        key_ids = self.keys[rows, 0] * self.size + self.keys[rows, 1]
-        start = self.rng.integers(self.num_obs, size=len(rows))
+        key_ids = self.key_cells[rows]
+        start = self.np_random.integers(self.num_obs, size=len(rows))
         while np.any(redraw := start == key_ids):
-            start[redraw] = self.rng.integers(self.num_obs, size=int(redraw.sum()))
+            start[redraw] = self.np_random.integers(self.num_obs, size=int(redraw.sum()))
         self.row[rows], self.col[rows] = np.divmod(start, self.size)
         self.has_key[rows], self.steps[rows] = False, 0
-        return self.row * self.size + self.col
+        return cell_id(self.row, self.col, self.size)
 
-    def step(self, actions):
+    def step_arrays(self, actions):
+        """Step every row: (observations, rewards, terminated, truncated), with no autoreset."""
         self.row, self.col = move(self.row, self.col, np.asarray(actions), self.size)
         self.steps += 1
         at_key = (self.row == self.keys[:, 0]) & (self.col == self.keys[:, 1])
@@ -119,9 +139,21 @@ class BatchedDarkKeyToDoor:
         self.has_key |= picked
         rewards = (picked | terminated).astype(np.float32)
         truncated = (self.steps >= self.horizon) & ~terminated
-        return self.row * self.size + self.col, rewards, terminated, truncated
+        return cell_id(self.row, self.col, self.size), rewards, terminated, truncated
 
     def optimal_actions(self) -> np.ndarray:
         """Scripted optimal policy: shortest path to the key, then to the door."""
         target = np.where(self.has_key[:, None], self.doors, self.keys)
         return shortest_path_action(self.row, self.col, target[:, 0], target[:, 1])
+
+    @staticmethod
+    def task_marks(task) -> dict:
+        """The hidden cells of a task (a (key_row, key_col, door_row, door_col) row): its key and its door."""
+        task = [int(v) for v in task]
+        return {"key": tuple(task[:2]), "door": tuple(task[2:])}
+
+    def _frame(self, i):
+        marks = self.task_marks(self.tasks[i])
+        if self.has_key[i]:
+            del marks["key"]
+        return draw_rgb(self.size, (int(self.row[i]), int(self.col[i])), marks)
