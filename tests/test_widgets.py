@@ -1,4 +1,5 @@
-"""The widgets' plain parts, and the widgets themselves driven from Python as a browser would drive them."""
+"""The widgets' plain parts (icrl_lab.play, the figures in icrl_lab.plots), and the widgets themselves driven
+from Python as a browser would drive them."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from icrl_lab.envs import dark_room_goals
 from icrl_lab.evaluate import in_context_rollout
 from icrl_lab.histories import Histories, previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer
+from icrl_lab.play import DarkRoomGame, curriculum_preview, episode_cells, play_episode
 
 
 def buttons(widget):
@@ -39,18 +41,18 @@ def close_figures():
 
 
 def test_the_game_shows_only_steps_and_rewards_until_revealed():
-    game = widgets.DarkRoomGame(goal=(3, 4))  # one step up from the centre
+    game = DarkRoomGame(goal=(3, 4))  # one step up from the centre
     assert game.status().startswith("episode 1 · step 0 of 20")
     assert "(3, 4)" not in game.status()
     assert game.act("up") == 1.0 and game.act("noop") == 1.0 and game.act(3) == 0.0
     assert "step 3 of 20" in game.status() and "return 2" in game.status()
-    hidden, revealed = game.figure(reveal=False), game.figure(reveal=True)
+    hidden, revealed = plots.dark_room_game_figure(game), plots.dark_room_game_figure(game, reveal=True)
     assert len(hidden.axes[0].patches) == 0, "the goal must stay hidden"
     assert len(revealed.axes[0].patches) == 1
 
 
 def test_episodes_end_after_the_horizon_and_the_room_keeps_its_goal():
-    game = widgets.DarkRoomGame(goal=(4, 8))  # on the east wall: reached on step 4, then pushed against
+    game = DarkRoomGame(goal=(4, 8))  # on the east wall: reached on step 4, then pushed against
     for _ in range(20):
         game.act("right")
     assert game.done and game.episode_returns == [17.0]
@@ -64,7 +66,7 @@ def test_episodes_end_after_the_horizon_and_the_room_keeps_its_goal():
 
 def test_the_game_refuses_unknown_actions():
     with pytest.raises(ValueError, match="not one of"):
-        widgets.DarkRoomGame(seed=1).act("jump")
+        DarkRoomGame(seed=1).act("jump")
 
 
 def test_player_buttons_move_the_agent_and_change_the_status():
@@ -78,12 +80,12 @@ def test_player_buttons_move_the_agent_and_change_the_status():
 
 
 def test_optimal_play_earns_the_optimal_return_and_random_play_less():
-    cells, rewards = widgets.play_episode("DarkRoom", (2, 7), epsilon=0.0)
+    cells, rewards = play_episode("DarkRoom", (2, 7), epsilon=0.0)
     assert cells[0] == 40 and cells[-1] == 2 * 9 + 7 and len(rewards) == 20
     assert sum(rewards) == 21 - (2 + 3)
-    _, random_rewards = widgets.play_episode("DarkRoom", (2, 7), epsilon=1.0, seed=1)
+    _, random_rewards = play_episode("DarkRoom", (2, 7), epsilon=1.0, seed=1)
     assert sum(random_rewards) < sum(rewards)
-    key_cells, key_rewards = widgets.play_episode("DarkKeyToDoor", (0, 3, 8, 1), epsilon=0.0)
+    key_cells, key_rewards = play_episode("DarkKeyToDoor", (0, 3, 8, 1), epsilon=0.0)
     assert sum(key_rewards) == 2 and key_cells[-1] == 8 * 9 + 1
 
 
@@ -93,10 +95,10 @@ def test_episode_cells_follow_the_history_to_where_the_last_action_led():
     actions = np.array([[2, 2, 3, 1, 0, 4]])
     history = Histories(observations, actions, np.zeros((1, 6), np.float32), np.array([[0, 0, 1, 0, 0, 1]], bool),
                         np.array([[0, 0]]), metadata={"env_family": "DarkRoom", "env_kwargs": {}})
-    assert widgets.episode_cells(history, 0, 0) == ([40, 41, 42, 51], [0.0, 0.0, 0.0])
-    assert widgets.episode_cells(history, 0, 1)[0] == [40, 31, 31, 30]
+    assert episode_cells(history, 0, 0) == ([40, 41, 42, 51], [0.0, 0.0, 0.0])
+    assert episode_cells(history, 0, 1)[0] == [40, 31, 31, 30]
     with pytest.raises(ValueError, match="2 complete episodes"):
-        widgets.episode_cells(history, 0, 2)
+        episode_cells(history, 0, 2)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,7 @@ def evaluation():
 
 def test_rollout_viewer_steps_through_episodes(evaluation):
     _, frame, played = evaluation
-    figure = widgets.rollout_figure(played, frame, index=1, episode=2)
+    figure = plots.rollout_figure(played, frame, index=1, episode=2)
     assert figure.axes[0].get_title().startswith("episode 2: return")
     viewer = widgets.rollout_viewer(played, frame)
     episode = find(viewer, widgets.widgets.IntSlider)[0]
@@ -126,12 +128,12 @@ def test_rollout_viewer_steps_through_episodes(evaluation):
 
 def test_curriculum_preview_follows_the_schedule_and_max_perf():
     goals = dark_room_goals("train")[:8]
-    low = widgets.curriculum_preview("linear", 0.3, tasks=goals, num_steps=400)
-    high = widgets.curriculum_preview("step", 0.9, tasks=goals, num_steps=400)
+    low = curriculum_preview("linear", 0.3, tasks=goals, num_steps=400)
+    high = curriculum_preview("step", 0.9, tasks=goals, num_steps=400)
     assert low.metadata["source"]["schedule"] == "LinearSchedule" and high.metadata["source"]["schedule"] == "StepSchedule"
     assert high.epsilon.min() < low.epsilon.min()
     assert len(np.unique(high.epsilon[0])) == 5, "a staircase of 5 levels"
-    figure = widgets.curriculum_figure(high)
+    figure = plots.curriculum_figure(high)
     assert "StepSchedule" in figure.axes[0].get_title()
 
 
@@ -148,7 +150,7 @@ def test_attention_explorer_redraws_for_layer_head_and_step(evaluation):
     model, _, played = evaluation
     maps = probe.attention_maps(model, played)
     _, prev_rewards = previous_actions_and_rewards(played, model.config.num_actions)
-    figure = widgets.attention_figure(maps[0], prev_rewards[0], layer=1, head=0, step=30, episode_length=20)
+    figure = plots.attention_figure(maps[0], prev_rewards[0], layer=1, head=0, step=30, episode_length=20)
     assert figure.axes[0].get_title() == "layer 1, head 0" and len(figure.axes[1].patches) == 31
     explorer = widgets.attention_explorer(maps, prev_rewards, index=1)
     sliders = {slider.description: slider for slider in find(explorer, widgets.widgets.IntSlider)}
