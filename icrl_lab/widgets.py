@@ -1,9 +1,13 @@
 """Interactive front ends for the notebooks: ipywidgets wiring only, over plain code.
 
 The game and the episode replays live in `play`, the figures in `plots`; each function here builds one
-widget, whose buttons and sliders call them and redraw.
+widget, whose buttons and sliders call them and redraw. Written against the API that ipywidgets 7.7
+and 8 share (Colab ships 7.x).
 """
 from __future__ import annotations
+
+import base64
+import io
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -14,13 +18,19 @@ from .schedules import SCHEDULES
 
 
 def _show(output: widgets.Output, figure):
-    """Replace what `output` shows by `figure` (closed afterwards, so figures do not pile up in memory).
+    """Make `output` show `figure` alone, in place of what it showed before; the figure is closed.
 
-    The Output widget's own methods are used rather than its `with` block, which captures the kernel's
-    output streams and is fragile in headless kernels (papermill, nbval)."""
-    output.clear_output(wait=True)
-    output.append_display_data(figure)
+    The outputs are set outright, as one PNG: `Output.clear_output` only asks the front end to clear and
+    leaves `outputs` as they were, so appending after it piles figures up in the notebook; and the
+    Output widget's `with` block captures the kernel's output streams, which is fragile in headless
+    kernels (papermill, nbval). Setting `outputs` behaves the same on ipywidgets 7 and 8 and needs no
+    inline matplotlib backend."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)
+    output.outputs = ({"output_type": "display_data", "metadata": {},
+                       "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                                "text/plain": repr(figure)}},)
 
 
 # --- Dark Room player -------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The widgets' plain parts (icrl_lab.play, the figures in icrl_lab.plots), and the widgets themselves driven
-from Python as a browser would drive them."""
+from Python as a browser would drive them, checking what the picture shows after each interaction."""
+import base64
+
+import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -12,13 +15,15 @@ from icrl_lab.histories import Histories, previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer
 from icrl_lab.play import DarkRoomGame, curriculum_preview, episode_cells, play_episode
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def buttons(widget):
     """Every button inside a widget tree, by its description."""
     found, stack = {}, [widget]
     while stack:
         node = stack.pop()
-        if isinstance(node, (widgets.widgets.Button, widgets.widgets.ToggleButton)):
+        if isinstance(node, (ipywidgets.Button, ipywidgets.ToggleButton)):
             found[node.description] = node
         stack.extend(getattr(node, "children", ()))
     return found
@@ -32,6 +37,17 @@ def find(widget, kind):
             found.append(node)
         stack.extend(getattr(node, "children", ()))
     return found
+
+
+def shown(widget) -> bytes:
+    """The one picture a widget's Output shows (a person sees exactly one figure), as PNG bytes."""
+    (picture,) = find(widget, ipywidgets.Output)
+    assert len(picture.outputs) == 1, f"the picture holds {len(picture.outputs)} outputs: figures pile up"
+    (output,) = picture.outputs
+    assert output["output_type"] == "display_data"
+    image = base64.b64decode(output["data"]["image/png"])
+    assert image.startswith(PNG_SIGNATURE)
+    return image
 
 
 @pytest.fixture(autouse=True)
@@ -69,14 +85,24 @@ def test_the_game_refuses_unknown_actions():
         DarkRoomGame(seed=1).act("jump")
 
 
-def test_player_buttons_move_the_agent_and_change_the_status():
+def test_player_buttons_move_the_agent_and_change_the_status_and_the_picture():
     player = widgets.dark_room_player(goal=(3, 4))
-    status = find(player, widgets.widgets.HTML)[0]
-    before = status.value
+    status = find(player, ipywidgets.HTML)[0]
+    before, start = status.value, shown(player)
     buttons(player)["up"].click()
     assert status.value != before and "step 1 of 20" in status.value and "last reward 1" in status.value
+    moved = shown(player)
+    assert moved != start, "the path drawn must follow the agent"
+    buttons(player)["reveal the goal"].value = True
+    revealed = shown(player)
+    assert revealed != moved
+    buttons(player)["reveal the goal"].value = False
+    assert shown(player) == moved, "hiding the goal again shows the same path in the dark"
+    buttons(player)["left"].click()
+    buttons(player)["new episode"].click()
+    assert "step 0 of 20" in status.value and shown(player) == start
     buttons(player)["new room"].click()
-    assert "step 0 of 20" in status.value
+    assert "step 0 of 20" in status.value and shown(player) == start, "a new room starts from the same centre"
 
 
 def test_optimal_play_earns_the_optimal_return_and_random_play_less():
@@ -115,15 +141,21 @@ def test_rollout_viewer_steps_through_episodes(evaluation):
     figure = plots.rollout_figure(played, frame, index=1, episode=2)
     assert figure.axes[0].get_title().startswith("episode 2: return")
     viewer = widgets.rollout_viewer(played, frame)
-    episode = find(viewer, widgets.widgets.IntSlider)[0]
+    episode = find(viewer, ipywidgets.IntSlider)[0]
+    pictures = [shown(viewer)]
     buttons(viewer)["next episode"].click()
     buttons(viewer)["next episode"].click()
     assert episode.value == 2
+    pictures.append(shown(viewer))
     buttons(viewer)["previous episode"].click()
     assert episode.value == 1
     for _ in range(10):
         buttons(viewer)["next episode"].click()
     assert episode.value == episode.max == 3
+    pictures.append(shown(viewer))
+    find(viewer, ipywidgets.Dropdown)[0].value = 2
+    pictures.append(shown(viewer))
+    assert len(set(pictures)) == len(pictures), "each episode and task drawn is a new picture"
 
 
 def test_curriculum_preview_follows_the_schedule_and_max_perf():
@@ -139,11 +171,15 @@ def test_curriculum_preview_follows_the_schedule_and_max_perf():
 
 def test_curriculum_explorer_redraws_when_a_setting_changes():
     explorer = widgets.curriculum_explorer(num_steps=200)
-    message = find(explorer, widgets.widgets.HTML)[0]
-    before = message.value
+    message = find(explorer, ipywidgets.HTML)[0]
+    before, pictures = message.value, [shown(explorer)]
     assert before.startswith("first episode's mean return")
-    find(explorer, widgets.widgets.FloatSlider)[0].value = 0.9
+    find(explorer, ipywidgets.FloatSlider)[0].value = 0.9
     assert message.value.startswith("first episode's mean return") and message.value != before
+    pictures.append(shown(explorer))
+    find(explorer, ipywidgets.Dropdown)[0].value = "step"
+    pictures.append(shown(explorer))
+    assert len(set(pictures)) == len(pictures), "each setting draws a new picture"
 
 
 def test_attention_explorer_redraws_for_layer_head_and_step(evaluation):
@@ -153,11 +189,13 @@ def test_attention_explorer_redraws_for_layer_head_and_step(evaluation):
     figure = plots.attention_figure(maps[0], prev_rewards[0], layer=1, head=0, step=30, episode_length=20)
     assert figure.axes[0].get_title() == "layer 1, head 0" and len(figure.axes[1].patches) == 31
     explorer = widgets.attention_explorer(maps, prev_rewards, index=1)
-    sliders = {slider.description: slider for slider in find(explorer, widgets.widgets.IntSlider)}
+    sliders = {slider.description: slider for slider in find(explorer, ipywidgets.IntSlider)}
     assert (sliders["layer"].max, sliders["head"].max, sliders["time step"].max) == (1, 1, played.num_steps - 1)
-    picture = find(explorer, widgets.widgets.Output)[0]
-    sliders["time step"].value = 5  # redraws without error
-    assert picture.outputs is not None
+    pictures = [shown(explorer)]
+    for name, value in (("time step", 5), ("head", 1), ("layer", 0)):
+        sliders[name].value = value
+        pictures.append(shown(explorer))
+    assert len(set(pictures)) == len(pictures), "each setting draws a new picture"
 
 
 def test_plots_added_for_the_course_draw():
