@@ -1,4 +1,5 @@
-"""Figures for the notebooks: grid worlds with an agent's path, and learning curves of histories."""
+"""Figures for the notebooks: grid worlds with an agent's path, learning curves of histories, attention,
+and the whole figures the widgets redraw (`*_figure`: each returns a new matplotlib figure)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -6,7 +7,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .curricula import demonstrator_return
 from .envs.grid import COLOURS
+from .play import episode_cells, grid_size, task_marks
+from .sources import optimal_returns
 
 
 def draw_grid_path(size: int, path, goal=None, key=None, door=None, ax=None, title: str | None = None):
@@ -234,3 +238,65 @@ def in_context_comparison(results: dict, optimal: float, ax=None):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.figure.tight_layout()
     return ax
+
+
+def dark_room_game_figure(game, reveal: bool = False):
+    """A `play.DarkRoomGame`'s path so far in the dark room; with reveal, the goal too."""
+    figure, ax = plt.subplots(figsize=(3.2, 3.2))
+    draw_grid_path(game.size, game.cells, goal=game.goal if reveal else None, ax=ax,
+                   title="the room, revealed" if reveal else "what you know: your own path")
+    if not reveal:
+        ax.set_facecolor("0.15")
+    return figure
+
+
+def rollout_figure(played, frame, index: int, episode: int):
+    """One task of an in-context evaluation: the path of one episode, and that task's return per episode.
+
+    played, frame: what `evaluate.in_context_rollout` returns."""
+    family = played.metadata["env_family"]
+    cells, rewards = episode_cells(played, index, episode)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
+    draw_grid_path(grid_size(played), cells, ax=left, title=f"episode {episode}: return {sum(rewards):g}",
+                   **task_marks(family, played.tasks[index]))
+    returns = frame[frame["task"] == index].sort_values("episode")
+    mean = frame.groupby("episode")["return"].mean()
+    right.plot(mean.index, mean.values, color="0.6", label="mean over tasks")
+    right.plot(returns["episode"], returns["return"], color="tab:blue", label="this task")
+    right.scatter([episode], returns.loc[returns["episode"] == episode, "return"], color="tab:red", zorder=3)
+    right.set_xlabel("in-context episode")
+    right.set_ylabel("return")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def curriculum_figure(histories):
+    """The noise a curriculum's demonstrator follows, and the learning curve of the data it made, with the
+    optimal return and the best policy in the data (the demonstrator at its floor) as reference lines."""
+    source, family = histories.metadata["source"], histories.metadata["env_family"]
+    tasks = np.unique(histories.tasks, axis=0)
+    reference = {"optimal": float(optimal_returns(family, tasks).mean()),
+                 "best policy in the data": demonstrator_return(family, tasks, source["floor"])}
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(histories.epsilon[0])
+    left.set_xlabel("step of the history")
+    left.set_ylabel("epsilon")
+    left.set_title(f"{source['schedule']}, floor {source['floor']:.3f}", fontsize=9)
+    learning_curves(histories, ax=right, reference=reference)
+    right.set_title(f"the data's learning curve (max_perf {source['max_perf']:g})", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def attention_figure(maps, prev_rewards, layer: int, head: int, step: int, episode_length: int | None = None):
+    """One head's attention map with the chosen query step marked, and what that step attends to.
+
+    maps: (layers, heads, steps, steps) of one history; prev_rewards: the reward each step's token carries."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [1, 1.5]})
+    attention_map(clip_attention(maps[layer, head]), ax=left, title=f"layer {layer}, head {head}",
+                  episode_length=episode_length)
+    left.axhline(step, color="tab:cyan", linewidth=1)
+    attention_row(maps[layer, head, step, :step + 1], np.asarray(prev_rewards) > 0, ax=right, step=step)
+    figure.tight_layout()
+    return figure

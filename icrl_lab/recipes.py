@@ -12,6 +12,7 @@ import json
 import textwrap
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from .sources import collect_rl_histories
 from .schedules import make_schedule
 from .train import TrainConfig, train
 
-SHIPPED = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+SHIPPED = files(__package__) / "checkpoints"  # package data: an installed wheel carries the checkpoints
 SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
 
 
@@ -171,10 +172,12 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     return results
 
 
-def shipped_checkpoint(name: str, directory=None) -> Path:
-    """Where the checkpoint of a recipe lives: directory/NAME, by default data/checkpoints/NAME."""
+def shipped_checkpoint(name: str, directory=None):
+    """Where the checkpoint of a recipe lives: directory/NAME, by default the one shipped inside the package
+    (icrl_lab/checkpoints/NAME, an importlib.resources Traversable: a Path wherever the package is installed
+    as files)."""
     get_recipe(name)
-    path = Path(directory or SHIPPED) / name
+    path = (Path(directory) if directory else SHIPPED) / name
     if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"no checkpoint for {name!r} at {path}: make one with "
                                 f"`python -m icrl_lab reproduce {name} --out {path}`")
@@ -183,10 +186,10 @@ def shipped_checkpoint(name: str, directory=None) -> Path:
 
 def load_shipped(name: str, directory=None, device=None):
     """The model of a recipe and its record (config, data provenance, and under "results" the measured
-    figures), from directory/NAME; by default the shipped one in data/checkpoints."""
-    path = shipped_checkpoint(name, directory)
-    model, record = load_model(path, device=device)
-    results = path / "results.json"
-    if results.is_file():
-        record["results"] = json.loads(results.read_text())
+    figures), from directory/NAME; by default the one shipped inside the package."""
+    with as_file(shipped_checkpoint(name, directory)) as path:
+        model, record = load_model(path, device=device)
+        results = path / "results.json"
+        if results.is_file():
+            record["results"] = json.loads(results.read_text())
     return model, record

@@ -53,7 +53,7 @@ def test_window_limits_what_a_step_sees():
     with torch.no_grad():
         before, after = model(obs, actions, rewards), model(changed, actions, rewards)
     assert not torch.allclose(before[0, 3], after[0, 3]), "step 3 sees step 0 (window 4)"
-    torch.testing.assert_close(before[0, 4:], after[0, 4:]), "one layer: later steps do not"
+    torch.testing.assert_close(before[0, 4:], after[0, 4:], msg="one layer: later steps do not see step 0")
 
 
 def test_observation_factors_share_rows_and_columns():

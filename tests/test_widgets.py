@@ -1,4 +1,8 @@
-"""The widgets' plain parts, and the widgets themselves driven from Python as a browser would drive them."""
+"""The widgets' plain parts (icrl_lab.play, the figures in icrl_lab.plots), and the widgets themselves driven
+from Python as a browser would drive them, checking what the picture shows after each interaction."""
+import base64
+
+import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -9,6 +13,9 @@ from icrl_lab.envs import dark_room_goals
 from icrl_lab.evaluate import in_context_rollout
 from icrl_lab.histories import Histories, previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer
+from icrl_lab.play import DarkRoomGame, curriculum_preview, episode_cells, play_episode
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def buttons(widget):
@@ -16,7 +23,7 @@ def buttons(widget):
     found, stack = {}, [widget]
     while stack:
         node = stack.pop()
-        if isinstance(node, (widgets.widgets.Button, widgets.widgets.ToggleButton)):
+        if isinstance(node, (ipywidgets.Button, ipywidgets.ToggleButton)):
             found[node.description] = node
         stack.extend(getattr(node, "children", ()))
     return found
@@ -32,6 +39,17 @@ def find(widget, kind):
     return found
 
 
+def shown(widget) -> bytes:
+    """The one picture a widget's Output shows (a person sees exactly one figure), as PNG bytes."""
+    (picture,) = find(widget, ipywidgets.Output)
+    assert len(picture.outputs) == 1, f"the picture holds {len(picture.outputs)} outputs: figures pile up"
+    (output,) = picture.outputs
+    assert output["output_type"] == "display_data"
+    image = base64.b64decode(output["data"]["image/png"])
+    assert image.startswith(PNG_SIGNATURE)
+    return image
+
+
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
@@ -39,18 +57,18 @@ def close_figures():
 
 
 def test_the_game_shows_only_steps_and_rewards_until_revealed():
-    game = widgets.DarkRoomGame(goal=(3, 4))  # one step up from the centre
+    game = DarkRoomGame(goal=(3, 4))  # one step up from the centre
     assert game.status().startswith("episode 1 · step 0 of 20")
     assert "(3, 4)" not in game.status()
     assert game.act("up") == 1.0 and game.act("noop") == 1.0 and game.act(3) == 0.0
     assert "step 3 of 20" in game.status() and "return 2" in game.status()
-    hidden, revealed = game.figure(reveal=False), game.figure(reveal=True)
+    hidden, revealed = plots.dark_room_game_figure(game), plots.dark_room_game_figure(game, reveal=True)
     assert len(hidden.axes[0].patches) == 0, "the goal must stay hidden"
     assert len(revealed.axes[0].patches) == 1
 
 
 def test_episodes_end_after_the_horizon_and_the_room_keeps_its_goal():
-    game = widgets.DarkRoomGame(goal=(4, 8))  # on the east wall: reached on step 4, then pushed against
+    game = DarkRoomGame(goal=(4, 8))  # on the east wall: reached on step 4, then pushed against
     for _ in range(20):
         game.act("right")
     assert game.done and game.episode_returns == [17.0]
@@ -64,26 +82,36 @@ def test_episodes_end_after_the_horizon_and_the_room_keeps_its_goal():
 
 def test_the_game_refuses_unknown_actions():
     with pytest.raises(ValueError, match="not one of"):
-        widgets.DarkRoomGame(seed=1).act("jump")
+        DarkRoomGame(seed=1).act("jump")
 
 
-def test_player_buttons_move_the_agent_and_change_the_status():
+def test_player_buttons_move_the_agent_and_change_the_status_and_the_picture():
     player = widgets.dark_room_player(goal=(3, 4))
-    status = find(player, widgets.widgets.HTML)[0]
-    before = status.value
+    status = find(player, ipywidgets.HTML)[0]
+    before, start = status.value, shown(player)
     buttons(player)["up"].click()
     assert status.value != before and "step 1 of 20" in status.value and "last reward 1" in status.value
+    moved = shown(player)
+    assert moved != start, "the path drawn must follow the agent"
+    buttons(player)["reveal the goal"].value = True
+    revealed = shown(player)
+    assert revealed != moved
+    buttons(player)["reveal the goal"].value = False
+    assert shown(player) == moved, "hiding the goal again shows the same path in the dark"
+    buttons(player)["left"].click()
+    buttons(player)["new episode"].click()
+    assert "step 0 of 20" in status.value and shown(player) == start
     buttons(player)["new room"].click()
-    assert "step 0 of 20" in status.value
+    assert "step 0 of 20" in status.value and shown(player) == start, "a new room starts from the same centre"
 
 
 def test_optimal_play_earns_the_optimal_return_and_random_play_less():
-    cells, rewards = widgets.play_episode("DarkRoom", (2, 7), epsilon=0.0)
+    cells, rewards = play_episode("DarkRoom", (2, 7), epsilon=0.0)
     assert cells[0] == 40 and cells[-1] == 2 * 9 + 7 and len(rewards) == 20
     assert sum(rewards) == 21 - (2 + 3)
-    _, random_rewards = widgets.play_episode("DarkRoom", (2, 7), epsilon=1.0, seed=1)
+    _, random_rewards = play_episode("DarkRoom", (2, 7), epsilon=1.0, seed=1)
     assert sum(random_rewards) < sum(rewards)
-    key_cells, key_rewards = widgets.play_episode("DarkKeyToDoor", (0, 3, 8, 1), epsilon=0.0)
+    key_cells, key_rewards = play_episode("DarkKeyToDoor", (0, 3, 8, 1), epsilon=0.0)
     assert sum(key_rewards) == 2 and key_cells[-1] == 8 * 9 + 1
 
 
@@ -93,10 +121,10 @@ def test_episode_cells_follow_the_history_to_where_the_last_action_led():
     actions = np.array([[2, 2, 3, 1, 0, 4]])
     history = Histories(observations, actions, np.zeros((1, 6), np.float32), np.array([[0, 0, 1, 0, 0, 1]], bool),
                         np.array([[0, 0]]), metadata={"env_family": "DarkRoom", "env_kwargs": {}})
-    assert widgets.episode_cells(history, 0, 0) == ([40, 41, 42, 51], [0.0, 0.0, 0.0])
-    assert widgets.episode_cells(history, 0, 1)[0] == [40, 31, 31, 30]
+    assert episode_cells(history, 0, 0) == ([40, 41, 42, 51], [0.0, 0.0, 0.0])
+    assert episode_cells(history, 0, 1)[0] == [40, 31, 31, 30]
     with pytest.raises(ValueError, match="2 complete episodes"):
-        widgets.episode_cells(history, 0, 2)
+        episode_cells(history, 0, 2)
 
 
 @pytest.fixture(scope="module")
@@ -110,90 +138,64 @@ def evaluation():
 
 def test_rollout_viewer_steps_through_episodes(evaluation):
     _, frame, played = evaluation
-    figure = widgets.rollout_figure(played, frame, index=1, episode=2)
+    figure = plots.rollout_figure(played, frame, index=1, episode=2)
     assert figure.axes[0].get_title().startswith("episode 2: return")
     viewer = widgets.rollout_viewer(played, frame)
-    episode = find(viewer, widgets.widgets.IntSlider)[0]
+    episode = find(viewer, ipywidgets.IntSlider)[0]
+    pictures = [shown(viewer)]
     buttons(viewer)["next episode"].click()
     buttons(viewer)["next episode"].click()
     assert episode.value == 2
+    pictures.append(shown(viewer))
     buttons(viewer)["previous episode"].click()
     assert episode.value == 1
     for _ in range(10):
         buttons(viewer)["next episode"].click()
     assert episode.value == episode.max == 3
+    pictures.append(shown(viewer))
+    find(viewer, ipywidgets.Dropdown)[0].value = 2
+    pictures.append(shown(viewer))
+    assert len(set(pictures)) == len(pictures), "each episode and task drawn is a new picture"
 
 
 def test_curriculum_preview_follows_the_schedule_and_max_perf():
     goals = dark_room_goals("train")[:8]
-    low = widgets.curriculum_preview("linear", 0.3, tasks=goals, num_steps=400)
-    high = widgets.curriculum_preview("step", 0.9, tasks=goals, num_steps=400)
+    low = curriculum_preview("linear", 0.3, tasks=goals, num_steps=400)
+    high = curriculum_preview("step", 0.9, tasks=goals, num_steps=400)
     assert low.metadata["source"]["schedule"] == "LinearSchedule" and high.metadata["source"]["schedule"] == "StepSchedule"
     assert high.epsilon.min() < low.epsilon.min()
     assert len(np.unique(high.epsilon[0])) == 5, "a staircase of 5 levels"
-    figure = widgets.curriculum_figure(high)
+    figure = plots.curriculum_figure(high)
     assert "StepSchedule" in figure.axes[0].get_title()
 
 
 def test_curriculum_explorer_redraws_when_a_setting_changes():
     explorer = widgets.curriculum_explorer(num_steps=200)
-    message = find(explorer, widgets.widgets.HTML)[0]
-    before = message.value
+    message = find(explorer, ipywidgets.HTML)[0]
+    before, pictures = message.value, [shown(explorer)]
     assert before.startswith("first episode's mean return")
-    find(explorer, widgets.widgets.FloatSlider)[0].value = 0.9
+    find(explorer, ipywidgets.FloatSlider)[0].value = 0.9
     assert message.value.startswith("first episode's mean return") and message.value != before
-
-
-def test_attention_maps_are_normalised_step_to_step_maps(evaluation):
-    model, _, played = evaluation
-    maps = probe.attention_maps(model, played, rows=[0, 2], steps=60)
-    assert maps.shape == (2, 2, 2, 60, 60)
-    np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)
-    assert np.all(np.triu(maps[0, 0, 0], k=1) == 0), "no step attends to its future"
-    assert np.all(maps[0, 0, 0][np.tril_indices(60, k=-40)] == 0), "nor further back than its window"
-
-
-def test_reward_attention_measures_the_lift_over_uniform_attention():
-    steps, window = 6, 3
-    prev_rewards = np.array([[0, 1, 0, 0, 1, 0]], np.float32)
-    uniform = np.tril(np.ones((steps, steps))) * np.triu(np.ones((steps, steps)), k=-(window - 1))
-    uniform /= uniform.sum(-1, keepdims=True)
-    seeking = np.zeros((steps, steps))
-    for query in range(steps):
-        visible = [k for k in range(max(0, query - window + 1), query + 1)]
-        rewarded = [k for k in visible if prev_rewards[0, k] > 0]
-        seeking[query, rewarded or visible] = 1 / len(rewarded or visible)
-    maps = np.stack([uniform, seeking])[None, None]  # (1 history, 1 layer, 2 heads, steps, steps)
-    table = probe.reward_attention(maps, prev_rewards, window)
-    assert list(table["head"]) == [0, 1]
-    assert table.loc[0, "lift"] == pytest.approx(1.0)
-    assert table.loc[1, "attention_to_rewarded"] == pytest.approx(1.0) and table.loc[1, "lift"] > 2
-    with pytest.raises(ValueError, match="nothing to measure"):
-        probe.reward_attention(maps, np.zeros_like(prev_rewards), window)
-
-
-def test_episode_attention_counts_episodes_back():
-    dones = np.array([[0, 1, 0, 1, 0, 1]], bool)
-    np.testing.assert_array_equal(probe.episode_of_step(dones), [[0, 0, 1, 1, 2, 2]])
-    on_first_step = np.zeros((6, 6))
-    on_first_step[:, 0] = 1.0  # every step looks at the very first one
-    table = probe.episode_attention(on_first_step[None, None, None], dones, max_back=1)
-    shares = table.set_index("episodes_back")["attention"]
-    assert shares[0] == pytest.approx(2 / 6) and shares[1] == pytest.approx(4 / 6), "2 steps back, clipped to 1"
+    pictures.append(shown(explorer))
+    find(explorer, ipywidgets.Dropdown)[0].value = "step"
+    pictures.append(shown(explorer))
+    assert len(set(pictures)) == len(pictures), "each setting draws a new picture"
 
 
 def test_attention_explorer_redraws_for_layer_head_and_step(evaluation):
     model, _, played = evaluation
     maps = probe.attention_maps(model, played)
     _, prev_rewards = previous_actions_and_rewards(played, model.config.num_actions)
-    figure = widgets.attention_figure(maps[0], prev_rewards[0], layer=1, head=0, step=30, episode_length=20)
+    figure = plots.attention_figure(maps[0], prev_rewards[0], layer=1, head=0, step=30, episode_length=20)
     assert figure.axes[0].get_title() == "layer 1, head 0" and len(figure.axes[1].patches) == 31
     explorer = widgets.attention_explorer(maps, prev_rewards, index=1)
-    sliders = {slider.description: slider for slider in find(explorer, widgets.widgets.IntSlider)}
+    sliders = {slider.description: slider for slider in find(explorer, ipywidgets.IntSlider)}
     assert (sliders["layer"].max, sliders["head"].max, sliders["time step"].max) == (1, 1, played.num_steps - 1)
-    picture = find(explorer, widgets.widgets.Output)[0]
-    sliders["time step"].value = 5  # redraws without error
-    assert picture.outputs is not None
+    pictures = [shown(explorer)]
+    for name, value in (("time step", 5), ("head", 1), ("layer", 0)):
+        sliders[name].value = value
+        pictures.append(shown(explorer))
+    assert len(set(pictures)) == len(pictures), "each setting draws a new picture"
 
 
 def test_plots_added_for_the_course_draw():
