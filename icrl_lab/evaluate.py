@@ -42,7 +42,7 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     n, marker = env.num_envs, model.config.num_actions
-    obs = env.reset(seed=seed)
+    obs = env.reset_rows(seed=seed)
     prev_actions, prev_rewards = np.full(n, marker), np.zeros(n, dtype=np.float32)
     cache = model.new_cache(n)
     completed, running_return = np.zeros(n, dtype=np.int64), np.zeros(n)
@@ -60,7 +60,7 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
             # The context holds the previous rewards of the last window_steps steps.
             rewarded_in_context = last_rewarded >= len(steps) - model.config.window_steps
             actions = sampled if mode == "sample" else np.where(rewarded_in_context, greedy, sampled)
-        next_obs, rewards, terminated, truncated = env.step(actions)
+        next_obs, rewards, terminated, truncated = env.step_arrays(actions)
         done = terminated | truncated
         steps.append((obs, actions, rewards, done))
         running_return += rewards
@@ -71,7 +71,7 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
         running_return[done] = 0.0
         prev_actions = np.where(done, marker, actions)
         prev_rewards = rewards.astype(np.float32)  # the final step's reward too (see previous_actions_and_rewards)
-        obs = env.reset(mask=done) if done.any() else next_obs
+        obs = env.reset_rows(done) if done.any() else next_obs
     frame = pd.DataFrame(rows, columns=["task", "episode", "return"])
     observations, actions, rewards, dones = (np.stack(a, axis=1) for a in zip(*steps))
     played = Histories(observations, actions, rewards.astype(np.float32), dones, tasks,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .curricula import collect_noise_distillation
-from .envs import ACTION_NAMES, DarkRoomEnv, dark_room_goals, make_batched
+from .envs import ACTION_NAMES, FAMILIES, DarkRoomEnv, dark_room_goals, make_batched
 from .envs.grid import move
 from .schedules import make_schedule
 from .sources import EpsilonGreedyDemonstrator
@@ -18,10 +18,7 @@ from .sources import EpsilonGreedyDemonstrator
 
 def task_marks(family: str, task) -> dict:
     """The hidden cells of a grid task, as draw_grid_path takes them: a goal, or a key and a door."""
-    task = [int(v) for v in task]
-    if family == "DarkKeyToDoor":
-        return {"key": tuple(task[:2]), "door": tuple(task[2:])}
-    return {"goal": tuple(task)}
+    return FAMILIES[family][1].task_marks(task)
 
 
 class DarkRoomGame:
@@ -88,10 +85,10 @@ def play_episode(family: str, task, epsilon: float, seed: int = 0, **env_kwargs)
     Returns (cells visited, start and end included; rewards of each step)."""
     env = make_batched(family, np.asarray([task]), **env_kwargs)
     policy = EpsilonGreedyDemonstrator(env, epsilon, seed=seed)
-    observation = env.reset(seed=seed)
+    observation = env.reset_rows(seed=seed)
     cells, rewards = [int(observation[0])], []
     for step in range(env.horizon):
-        observation, reward, terminated, truncated = env.step(policy.act(observation, step))
+        observation, reward, terminated, truncated = env.step_arrays(policy.act(observation, step))
         cells.append(int(observation[0]))
         rewards.append(float(reward[0]))
         if terminated[0] or truncated[0]:
