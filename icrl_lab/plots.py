@@ -73,6 +73,45 @@ def in_context_curve(frame: pd.DataFrame, ax=None, label: str | None = None, ref
     return ax
 
 
+AGENT_LABELS = {"model": "the model (trained)", "memory_baseline": "no model: random until rewarded, then return",
+                "random_weights": "the model with random weights"}
+
+
+def protocol_curves(frames: dict, best_in_data: float, optimal: float, ax=None):
+    """In-context return per episode of each agent of a protocol evaluation (`evaluate.evaluate_protocol`'s
+    result["frames"]: agent -> frame of task, episode, return), averaged within tasks first; bands: 95%
+    bootstrap intervals over tasks. The best policy in the data and the optimum as reference lines."""
+    ax = ax or plt.subplots(figsize=(7.5, 3.4))[1]
+    for (name, frame), colour in zip(frames.items(), sns.color_palette()):
+        per_task = frame.groupby(["task", "episode"], as_index=False)["return"].mean()
+        sns.lineplot(per_task, x="episode", y="return", errorbar=("ci", 95), ax=ax, color=colour,
+                     label=AGENT_LABELS.get(name, name), linestyle="-" if name == "model" else "--")
+    ax.axhline(optimal, linestyle="--", color="0.3", linewidth=1.2, label="optimal")
+    ax.axhline(best_in_data, linestyle=":", color="tab:red", linewidth=1.2, label="best policy in the data")
+    ax.set_xlabel("in-context episode")
+    ax.set_ylabel("return")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.figure.tight_layout()
+    return ax
+
+
+def first_reward_episodes(table: pd.DataFrame, episodes: int, ax=None):
+    """How soon each agent first finds the goal: one dot per rollout (table: columns agent and
+    first_reward_episode, as `evaluate.rollout_table` gives per agent). Rollouts never rewarded sit on
+    the dashed line at the number of episodes played."""
+    ax = ax or plt.subplots(figsize=(6.5, 2.8))[1]
+    order = [name for name in AGENT_LABELS if name in set(table["agent"])]
+    shown = table.assign(agent=table["agent"].map(lambda name: AGENT_LABELS.get(name, name)))
+    sns.stripplot(shown, x="first_reward_episode", y="agent", order=[AGENT_LABELS[name] for name in order],
+                  alpha=0.5, jitter=0.25, ax=ax)
+    ax.axvline(episodes, linestyle="--", color="0.4", linewidth=1, label="never rewarded")
+    ax.set_xlabel("episode of the first reward (per rollout)")
+    ax.set_ylabel("")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.figure.tight_layout()
+    return ax
+
+
 def regret_curves(curves: dict, ax=None):
     """Mean cumulative regret against step for each named (tasks x steps) array, with 1.96 SE bands."""
     ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]

@@ -2,7 +2,9 @@
 
 `reproduce(name, out_dir)` runs the whole flow (collect -> train -> evaluate) with fixed seeds and
 writes the checkpoint, a results.json with the measured figures and timings, and the figure. The
-shipped checkpoints in data/checkpoints/ were made this way; `load_shipped(name)` loads one.
+shipped checkpoints in icrl_lab/checkpoints/ were made this way, and re-measured under their protocol
+with `python -m icrl_lab evaluate NAME --seed 0 --save icrl_lab/checkpoints/NAME` (evaluation.json and
+figure.png); `load_shipped(name)` loads one.
 
     python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -19,8 +21,8 @@ import numpy as np
 
 from .curricula import collect_noise_distillation
 from .envs import task_split, token_sizes
-from .evaluate import evaluate_model
-from .models import CONFIGS, load_model
+from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol
+from .models import CONFIGS, ADConfig, load_model
 from .sources import collect_rl_histories
 from .schedules import make_schedule
 from .train import TrainConfig, train
@@ -30,66 +32,114 @@ SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps",
 
 
 @dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
+class CollectSpec:
+    """Where a recipe's learning histories come from: a source and its arguments, on a task split."""
+
     family: str
-    data: dict                      # collection: source and its arguments
-    model: dict                     # model config (observation and action sizes come from the environment)
-    train: dict                     # TrainConfig fields
-    evaluation: dict                # episodes, mode, temperature (or horizon for bandits)
-    claim: dict = field(default_factory=dict)  # the headline and its target, e.g. {"ratio_to_best_in_data": 2.0}
+    source: str                           # one of SOURCES
+    num_steps: int                        # steps per history
+    split: str = "train"
+    histories_per_task: int = 1
+    num_tasks: int = 100                  # bandits: tasks to draw (grids use the paper's split)
+    max_perf: float = 0.5                 # noise_distillation: the best policy's share of the optimal return
+    floor: float | None = None            # noise_distillation: name the epsilon floor instead of max_perf
+    schedule: str = "linear"              # noise_distillation: the shape of the falling noise
+    options: dict = field(default_factory=dict)  # the source's own arguments (Q-learning's, the random policy's)
     env_kwargs: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source={self.source!r} is not one of {SOURCES}")
+
+    def tasks(self, split: str | None = None, seed: int = 0) -> np.ndarray:
+        return task_split(self.family, split or self.split, self.num_tasks, seed, size=self.env_kwargs.get("size", 9))
+
+    def collect(self, seed: int = 0, command: str | None = None):
+        """The histories (with their provenance in the metadata)."""
+        tasks = self.tasks(seed=seed)
+        if self.source == "noise_distillation":
+            return collect_noise_distillation(self.family, tasks, self.num_steps, max_perf=self.max_perf,
+                                              schedule=make_schedule(self.schedule), floor=self.floor,
+                                              histories_per_task=self.histories_per_task, seed=seed,
+                                              env_kwargs=self.env_kwargs, command=command)
+        options = dict(self.options)
+        if "exploration" in options:
+            options["exploration"] = make_schedule(**options["exploration"])
+        return collect_rl_histories(self.family, tasks, self.source, self.num_steps, self.histories_per_task, seed=seed,
+                                    env_kwargs=self.env_kwargs, command=command, **options)
+
+
+SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
+
+
+def model_config(family: str, kind: str = "ad", env_kwargs: dict | None = None, **fields_) -> ADConfig:
+    """An AD or DPT config sized to a family's observations and actions."""
+    sizes = token_sizes(family, task_split(family, "train", 1), **(env_kwargs or {}))
+    return CONFIGS[kind](**sizes, **fields_)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One reproduction: its data, model, training and evaluation, each a typed part."""
+
+    name: str
+    description: str
+    collect: CollectSpec
+    model: ADConfig
+    train: TrainConfig
+    evaluation: Protocol
+    claim: dict = field(default_factory=dict)  # the headline and its target, e.g. {"ratio_to_best_in_data": 1.67}
+
+    @property
+    def family(self) -> str:
+        return self.collect.family
+
+    def test_tasks(self, seed: int = 0) -> np.ndarray:
+        return self.collect.tasks("test", seed)
+
+
+SMALL_AD = {"window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4}
+SHORT_RUN = {"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4}
 
 RECIPES = {recipe.name: recipe for recipe in [
     Recipe(
         name="dark_room_adeps",
         description="AD on AD^eps Dark Room histories (max_perf 0.5), evaluated on the 16 held-out goals",
-        family="DarkRoom",
         # Short histories (20 episodes): the noise falls fast enough to be seen inside an 80-step window.
-        data={"source": "noise_distillation", "split": "train", "num_steps": 400, "histories_per_task": 250,
-              "max_perf": 0.5},
-        model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
-        train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        # Explore at temperature 1.5 until a reward is in context: chosen on 8 validation goals held out of
-        # training (ratio 1.70 at 1.0, 1.85 at 1.5, 1.84 at 2.0, 1.86 at 3.0), never on the 16 test goals.
-        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.5, "rollouts_per_task": 8},
-        claim={"ratio_to_best_in_data": 2.0},
+        collect=CollectSpec("DarkRoom", "noise_distillation", num_steps=400, histories_per_task=250, max_perf=0.5),
+        model=model_config("DarkRoom", **SMALL_AD),
+        train=TrainConfig(**SHORT_RUN),
+        evaluation=PROTOCOLS["adeps"],
+        claim={"ratio_to_best_in_data": 1.67},
     ),
     Recipe(
         name="dark_room_q_learning",
         description="AD on tabular Q-learning Dark Room histories (40 episodes each), on the 16 held-out goals",
-        family="DarkRoom",
-        data={"source": "q_learning", "split": "train", "num_steps": 800, "histories_per_task": 150,
-              "learning_rate": 1.0, "exploration": {"schedule": "linear", "floor": 0.05, "floor_at": 0.5}},
-        model={"kind": "ad", "window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4},
-        train={"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
+        collect=CollectSpec("DarkRoom", "q_learning", num_steps=800, histories_per_task=150, options={
+            "learning_rate": 1.0, "exploration": {"schedule": "linear", "floor": 0.05, "floor_at": 0.5}}),
+        model=model_config("DarkRoom", **SMALL_AD),
+        train=TrainConfig(**SHORT_RUN),
+        evaluation=PROTOCOLS["adeps"],
         claim={"last10_over_first_episode": 2.0},
     ),
     Recipe(
         name="key_to_door_adeps",
         description="AD on AD^eps Key-to-Door histories (max_perf 0.5), evaluated on the 50 held-out tasks",
-        family="DarkKeyToDoor",
-        data={"source": "noise_distillation", "split": "train", "num_steps": 800, "histories_per_task": 12,
-              "max_perf": 0.5},
-        model={"kind": "ad", "window_steps": 160, "d_model": 64, "n_layer": 2, "n_head": 4},
-        train={"updates": 3000, "batch_size": 32, "context_steps": 160, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        evaluation={"episodes": 50, "mode": "greedy_when_rewarded", "temperature": 1.0, "rollouts_per_task": 8},
-        claim={"ratio_to_best_in_data": 1.5},
+        collect=CollectSpec("DarkKeyToDoor", "noise_distillation", num_steps=800, histories_per_task=12, max_perf=0.5),
+        model=model_config("DarkKeyToDoor", **{**SMALL_AD, "window_steps": 160}),
+        train=TrainConfig(**{**SHORT_RUN, "batch_size": 32, "context_steps": 160}),
+        evaluation=PROTOCOLS["adeps"],
+        claim={"ratio_to_best_in_data": 1.74},
     ),
     Recipe(
         name="bandit_dpt",
         description="DPT on 5-arm Bernoulli bandits, horizon 500, contexts from Dirichlet-mixed random policies",
-        family="BernoulliBandit",
-        data={"source": "random", "num_tasks": 4000, "num_steps": 500, "concentration": 1.0},
-        model={"kind": "dpt", "window_steps": 500, "d_model": 64, "n_layer": 3, "n_head": 4},
-        train={"updates": 6000, "batch_size": 16, "context_steps": 500, "learning_rate": 1e-3},
-        # Temperature chosen on a fresh validation draw of 200 bandits (seed 12345), not the test draw.
-        evaluation={"num_tasks": 200, "mode": "sample", "temperature": 0.5},
+        collect=CollectSpec("BernoulliBandit", "random", num_steps=500, num_tasks=4000, options={"concentration": 1.0},
+                            env_kwargs={"horizon": 500}),
+        model=model_config("BernoulliBandit", "dpt", window_steps=500, d_model=64, n_layer=3, n_head=4),
+        train=TrainConfig(updates=6000, batch_size=16, context_steps=500, learning_rate=1e-3),
+        evaluation=PROTOCOLS["dpt"],
         claim={"regret_to_thompson": 1.2},
-        env_kwargs={"horizon": 500},
     ),
 ]}
 
@@ -100,75 +150,81 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def tasks_for(recipe: Recipe, split: str, seed: int = 0, num_tasks: int | None = None):
-    """A recipe's tasks of a split (for bandits, `num_tasks` or the recipe's own number)."""
-    return task_split(recipe.family, split, num_tasks or recipe.data.get("num_tasks", 100), seed,
-                      size=recipe.env_kwargs.get("size", 9))
+def recipe_of(record: dict) -> Recipe | None:
+    """The recipe a checkpoint was made by, if it was made by one."""
+    name = (record.get("recipe") or {}).get("name")
+    return get_recipe(name) if name else None
 
 
-def collect_data(recipe: Recipe, seed: int = 0):
-    data = dict(recipe.data)
-    source = data.pop("source")
-    tasks = tasks_for(recipe, data.pop("split", "train"), seed, data.pop("num_tasks", None))
-    if source == "noise_distillation":
-        return collect_noise_distillation(recipe.family, tasks, seed=seed, env_kwargs=recipe.env_kwargs, **data)
-    num_steps = data.pop("num_steps")
-    if "exploration" in data:
-        data["exploration"] = make_schedule(**data["exploration"])
-    return collect_rl_histories(recipe.family, tasks, source, num_steps, seed=seed, env_kwargs=recipe.env_kwargs, **data)
+def evaluate_checkpoint(models, record: dict, protocol: Protocol | str | None = None, split: str = "test",
+                        seed: int = 0, **overrides) -> tuple[dict, dict]:
+    """Evaluate one or more trained models (training seeds) of a checkpoint's kind as its recipe does:
+    the recipe's protocol (or the one named), on the family's `split` (bandits: the protocol's number of
+    tasks drawn with `seed`), with `overrides` (episodes, decoding, ...) as ablations. The one function the
+    CLI, `reproduce` and the notebooks evaluate with."""
+    family = record["env_family"]
+    if protocol is None:
+        recipe = recipe_of(record)
+        protocol = recipe.evaluation if recipe else PROTOCOLS["dpt" if family == "BernoulliBandit" else "adeps"]
+    protocol = get_protocol(protocol, **overrides) if isinstance(protocol, str) else replace(
+        protocol, **{k: v for k, v in overrides.items() if v is not None})
+    tasks = task_split(family, split, protocol.num_tasks, seed, size=record.get("env_kwargs", {}).get("size", 9))
+    return evaluate_protocol(models, record, tasks, protocol, seed)
 
 
-def model_config(recipe: Recipe):
-    fields_ = dict(recipe.model)
-    return CONFIGS[fields_.pop("kind")](**token_sizes(recipe.family, tasks_for(recipe, "train"), **recipe.env_kwargs),
-                                        **fields_)
+def save_figure(title: str, figures: dict, result: dict, path: Path):
+    """The in-context curve (or regret curves) of a protocol evaluation, beside its controls."""
+    import matplotlib.pyplot as plt
 
-
-def evaluate_checkpoint(model, record: dict, episodes: int | None = None, num_tasks: int | None = None,
-                        seed: int = 0) -> tuple[dict, object]:
-    """Measure a reproduction's headline figures on its held-out tasks, as its recipe evaluates them."""
-    recipe = get_recipe(record["recipe"]["name"])
-    evaluation = recipe.evaluation
-    tasks = tasks_for(recipe, "test", seed, num_tasks or evaluation.get("num_tasks"))
-    return evaluate_model(model, record, tasks, episodes or evaluation.get("episodes", 1), mode=evaluation["mode"],
-                          temperature=evaluation["temperature"], seed=seed,
-                          rollouts_per_task=evaluation.get("rollouts_per_task", 1))
-
-
-def save_figure(recipe: Recipe, figures: dict, result, path: Path):
     from . import plots
 
-    if recipe.family == "BernoulliBandit":
-        ax = plots.regret_curves(result)
+    if "curves" in result:
+        ax = plots.regret_curves(result["curves"])
     else:
-        ax = plots.in_context_curve(result, label="AD in context", reference={
-            "optimal": figures["optimal_return"], "best policy in the data": figures["best_in_data_return"]})
-    ax.set_title(textwrap.fill(recipe.description, 70), fontsize=8)
+        ax = plots.protocol_curves(result["frames"], best_in_data=figures["best_in_data_return"],
+                                   optimal=figures["optimal_return"])
+    decoding = figures["decoding"] + (f" at T={figures['temperature']:g}" if figures["decoding"] != "greedy" else "")
+    ax.set_title(textwrap.fill(f"{title} ({figures['protocol']} protocol: {decoding}, seed {figures['evaluation_seed']})",
+                               70), fontsize=8)
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=110)
+    plt.close(ax.figure)
 
 
-def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True) -> dict:
-    """Collect, train and evaluate one recipe; write checkpoint, results.json and figure.png to out_dir."""
+def save_evaluation(printed: dict, result: dict, folder: Path, record: dict):
+    """An evaluation's JSON (evaluation.json) and figure (figure.png) in `folder`, each written whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = recipe_of(record)
+    tmp = folder / ".evaluation.json.tmp"
+    tmp.write_text(json.dumps(printed, indent=2))
+    save_figure(recipe.description if recipe else str(printed["checkpoint"]), printed, result, folder / ".figure.tmp.png")
+    tmp.replace(folder / "evaluation.json")
+    (folder / ".figure.tmp.png").replace(folder / "figure.png")
+
+
+def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,
+              train_config: TrainConfig | None = None) -> dict:
+    """Collect, train and evaluate one recipe; write checkpoint, results.json and figure.png to out_dir.
+    train_config: the recipe's own by default (with `seed`); a shorter one makes a quick version."""
     recipe = get_recipe(name)
     out_dir = Path(out_dir)
+    command = command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})"
     timings, started = {}, time.perf_counter()
-    data = collect_data(recipe, seed)
+    data = recipe.collect.collect(seed, command=command)
     timings["collect_seconds"] = time.perf_counter() - started
-    record = {"recipe": asdict(recipe), "seed": seed, "command": command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})",
-              **data.provenance()}
+    record = {"recipe": {"name": name}, "seed": seed, "command": command, **data.provenance()}
     started = time.perf_counter()
-    model, log = train(model_config(recipe), data, TrainConfig(seed=seed, checkpoint_every=500, **recipe.train),
-                       out_dir=out_dir, record=record, progress=progress)
+    config = train_config or replace(recipe.train, seed=seed, checkpoint_every=500)
+    model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress)
     timings["train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     figures, result = evaluate_checkpoint(model, record, seed=seed)
     timings["evaluate_seconds"] = time.perf_counter() - started
     timings["total_seconds"] = sum(timings.values())
-    results = {"recipe": name, "seed": seed, "command": record["command"], "figures": figures, "timings": timings,
+    results = {"recipe": name, "seed": seed, "command": command, "figures": figures, "timings": timings,
                "final_loss": log[-1]["loss"], "claim": recipe.claim}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    save_figure(recipe, figures, result, out_dir / "figure.png")
+    save_figure(recipe.description, figures, result, out_dir / "figure.png")
     return results
 
 
@@ -189,7 +245,19 @@ def load_shipped(name: str, directory=None, device=None):
     figures), from directory/NAME; by default the one shipped inside the package."""
     with as_file(shipped_checkpoint(name, directory)) as path:
         model, record = load_model(path, device=device)
-        results = path / "results.json"
-        if results.is_file():
-            record["results"] = json.loads(results.read_text())
+        for key, file in (("results", "results.json"), ("evaluation", "evaluation.json")):
+            if (path / file).is_file():
+                record[key] = json.loads((path / file).read_text())
     return model, record
+
+
+def load_or_reproduce(name: str, full: bool = False, directory=None, seed: int = 0, device=None):
+    """A recipe's model and record: the shipped checkpoint (or the one in directory/NAME), or with full=True
+    reproduced from scratch into directory/NAME (runs/checkpoints/NAME by default) first."""
+    if not isinstance(full, bool):
+        raise ValueError(f"full={full!r} is not allowed: it must be True or False (papermill: -p full True, "
+                         f"-y 'full: false', not the string 'false')")
+    if full:
+        directory = Path(directory or "runs/checkpoints")
+        reproduce(name, directory / name, seed=seed)
+    return load_shipped(name, directory, device=device)

@@ -12,12 +12,12 @@ def run(*args):
 
 def test_collect_writes_a_dataset_and_prints_its_summary(tmp_path):
     out = tmp_path / "data.h5"
-    result = run("collect", "--steps", "200", "--histories-per-task", "2", "--seed", "3", "--out", str(out))
+    result = run("collect", "--num-steps", "200", "--histories-per-task", "2", "--seed", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["histories"] == 130 and summary["epsilon_floor"] > 0
     data = load_histories(out)
-    assert data.metadata["command"].startswith("python -m icrl_lab collect --steps 200")
+    assert data.metadata["command"].startswith("python -m icrl_lab collect --num-steps 200")
     assert data.metadata["seed"] == 3
 
 

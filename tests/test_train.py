@@ -96,14 +96,16 @@ def test_cli_train_then_evaluate(tmp_path):
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     data = tmp_path / "data.h5"
-    run("collect", "--steps", "200", "--seed", "1", "--out", str(data))
+    run("collect", "--num-steps", "200", "--seed", "1", "--out", str(data))
     run("train", "--data", str(data), "--out", str(tmp_path / "ad"), "--updates", "20", "--batch-size", "8",
         "--context-steps", "40", "--window-steps", "40", "--d-model", "32", "--n-layer", "1", "--n-head", "2")
     figures = run("evaluate", str(tmp_path / "ad"), "--tasks", "test", "--episodes", "3", "--seed", "0")
-    for key in ("mean_return_first_episode", "mean_return_last10", "best_in_data_return", "optimal_return",
-                "ratio_to_best_in_data"):
-        assert key in figures
+    assert figures["protocol"] == "adeps" and figures["decoding"] == "greedy" and figures["episodes"] == 3
+    for key in ("first", "last10", "ratio_to_best_in_data", "memory_baseline", "random_weights", "best_in_data", "optimal"):
+        assert key in figures["headline"]
     assert figures["optimal_return"] == pytest.approx(np.mean(21 - np.abs(dark_room_goals("test") - 4).sum(1)))
+    again = run("evaluate", str(tmp_path / "ad"), "--episodes", "3", "--decoding", "sample", "--temperature", "0.5")
+    assert again["ablation"] and again["decoding"] == "sample"
 
 
 def test_greedy_when_rewarded_exploits_only_with_a_reward_in_context(dark_room_data):
