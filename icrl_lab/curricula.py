@@ -12,7 +12,8 @@ import numpy as np
 from .envs import make_batched
 from .histories import Histories
 from .schedules import LinearSchedule
-from .sources import EpsilonGreedyDemonstrator, Transitions, call_repr, check_positive, episode_returns, make_histories, optimal_returns, rollout
+from .sources import (EpsilonGreedyDemonstrator, call_repr, check_positive, collection_metadata, episode_returns,
+                      optimal_returns, rollout)
 
 
 def demonstrator_return(family: str, tasks, epsilon: float, episodes_per_task: int = 64, seed: int = 0,
@@ -101,11 +102,10 @@ def collect_noise_distillation(family: str, tasks, num_steps: int, max_perf: flo
         env = make_batched(family, np.repeat(history_tasks, episodes, axis=0), **env_kwargs)
         row_epsilon = np.tile(epsilon.reshape(episodes, horizon).T, (1, num_histories))
         played = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), horizon, seed=env_seed)
-        transitions = Transitions(**{name: None if array is None else array.reshape(num_histories, num_steps)
-                                     for name, array in vars(played).items()})
+        steps = {name: array.reshape(num_histories, num_steps) for name, array in played.items()}
     else:
         row_epsilon = np.broadcast_to(epsilon[:, None], (num_steps, num_histories))
-        transitions = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), num_steps, seed=env_seed)
+        steps = rollout(env, EpsilonGreedyDemonstrator(env, row_epsilon, seed=policy_seed), num_steps, seed=env_seed)
     source = {"name": "noise_distillation", "max_perf": None if floor is not None else max_perf, **schedule.describe()}
-    return make_histories(transitions, history_tasks, family, env_kwargs, source, seed, command,
-                          epsilon=np.broadcast_to(epsilon, (num_histories, num_steps)))
+    return Histories(**steps, tasks=history_tasks, epsilon=np.broadcast_to(epsilon, (num_histories, num_steps)),
+                     metadata=collection_metadata(family, env_kwargs, source, seed, command))

@@ -8,10 +8,13 @@ tasks at once:
 
 Scripted demonstrators act epsilon-greedily around the environment's optimal policy; tabular
 Q-learning, UCB1 and Thompson sampling learn, so their histories improve over episodes.
+
+Every collector (`collect_rl_histories` here; the AD^eps curricula in `icrl_lab.curricula`) is built
+from the same public pieces, all in this module: `check_positive` for its arguments, `rollout`, which
+plays a source and records the step arrays of `Histories`, `episode_returns` and `optimal_returns` to
+measure a policy, and `call_repr` and `collection_metadata` to record where the data came from.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,23 +24,17 @@ from .histories import Histories
 from .schedules import LinearSchedule
 
 
-@dataclass
-class Transitions:
-    """What a rollout recorded, each array shaped (tasks, steps)."""
-
-    observations: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    dones: np.ndarray
-    optimal_actions: np.ndarray | None
-
-
 def _compact_int(upper: int):
     return np.int16 if upper < 2**15 else np.int32
 
 
-def rollout(env, policy, num_steps: int, seed: int | None = None) -> Transitions:
-    """Run `policy` in the batched `env` for `num_steps` steps, resetting each task when its episode ends."""
+def rollout(env, policy, num_steps: int, seed: int | None = None) -> dict[str, np.ndarray | None]:
+    """Run `policy` in the batched `env` for `num_steps` steps, resetting each task when its episode ends.
+
+    Returns what it recorded as the step arrays of `Histories`, by name, one row per row of `env`:
+    observations, actions, rewards, dones and optimal_actions (None where the environment has no
+    optimal policy). The collector adds the rest: ``Histories(**steps, tasks=..., metadata=...)``.
+    """
     obs = env.reset_rows(seed=seed)
     rows = env.num_envs
     int_obs, int_act = _compact_int(env.num_obs), _compact_int(env.num_actions + 1)
@@ -60,8 +57,9 @@ def rollout(env, policy, num_steps: int, seed: int | None = None) -> Transitions
         done = terminated | truncated
         actions[t], rewards[t], dones[t] = action, reward, done
         obs = env.reset_rows(done) if done.any() else next_obs
-    return Transitions(observations.T.copy(), actions.T.copy(), rewards.T.copy(), dones.T.copy(),
-                       None if optimal is None else optimal.T.copy())
+    steps = {"observations": observations, "actions": actions, "rewards": rewards, "dones": dones,
+             "optimal_actions": optimal}
+    return {name: None if array is None else array.T.copy() for name, array in steps.items()}
 
 
 def episode_returns(env, policy, seed: int | None = None) -> np.ndarray:
@@ -122,7 +120,7 @@ class RandomPolicy:
 class QLearning:
     """Tabular Q-learning, one table per task, with epsilon-greedy exploration.
 
-    exploration: a schedule object (see icrl_lab.curricula) mapping history progress in [0, 1] to
+    exploration: a schedule (see icrl_lab.schedules) mapping history progress in [0, 1] to
     epsilon; num_steps tells it how long the history is.
     """
 
@@ -195,6 +193,7 @@ def optimal_returns(family: str, tasks, seed: int = 0, **env_kwargs) -> np.ndarr
 
 
 def check_positive(name: str, value) -> int:
+    """A count given to a collector (steps, histories, episodes), refused unless an integer >= 1."""
     if not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1")
     return int(value)
@@ -206,16 +205,10 @@ def call_repr(function: str, **arguments) -> str:
     return f"icrl_lab.{function}(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
-def make_histories(transitions: Transitions, tasks, family: str, env_kwargs: dict, source: dict,
-                   seed, command: str, epsilon: np.ndarray | None = None) -> Histories:
-    """Wrap recorded transitions as a Histories dataset with its provenance."""
-    metadata = {
-        "env_family": family, "env_kwargs": env_kwargs, "source": source, "seed": seed,
-        "icrl_lab_version": __version__, "command": command,
-    }
-    return Histories(transitions.observations, transitions.actions, transitions.rewards, transitions.dones,
-                     np.asarray(tasks), epsilon=epsilon, optimal_actions=transitions.optimal_actions,
-                     metadata=metadata)
+def collection_metadata(family: str, env_kwargs: dict, source: dict, seed, command: str) -> dict:
+    """What a collected dataset records of its making: the `metadata` of the format in icrl_lab.histories."""
+    return {"env_family": family, "env_kwargs": env_kwargs, "source": source, "seed": seed,
+            "icrl_lab_version": __version__, "command": command}
 
 
 def collect_rl_histories(family: str, tasks, algorithm: str, num_steps: int, histories_per_task: int = 1,
@@ -248,6 +241,6 @@ def collect_rl_histories(family: str, tasks, algorithm: str, num_steps: int, his
         policy = RandomPolicy(n, acts, seed=policy_seed, **algorithm_kwargs)
     else:
         raise ValueError(f"algorithm={algorithm!r} is not one of 'q_learning', 'ucb1', 'thompson', 'random'")
-    transitions = rollout(env, policy, num_steps, seed=env_seed)
+    steps = rollout(env, policy, num_steps, seed=env_seed)
     source = {"name": algorithm, **algorithm_kwargs}
-    return make_histories(transitions, tasks, family, env_kwargs, source, seed, command)
+    return Histories(**steps, tasks=tasks, metadata=collection_metadata(family, env_kwargs, source, seed, command))

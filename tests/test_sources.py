@@ -1,9 +1,14 @@
 """History sources: demonstrators, RL algorithms that must learn, schedules and the calibrated floor."""
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from icrl_lab import curricula
 from icrl_lab.curricula import calibrate_floor, collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
+from icrl_lab.recipes import RECIPES, collect_data
 from icrl_lab.schedules import ExponentialSchedule, LinearSchedule, StepSchedule, make_schedule
 from icrl_lab.sources import collect_rl_histories, optimal_returns
 
@@ -134,3 +139,93 @@ def test_collection_parameters_are_checked_before_work():
         collect_rl_histories("DarkRoom", TRAIN_GOALS, "sarsa", 100)
     with pytest.raises(ValueError, match="family='GridWorld'"):
         make_batched("GridWorld", TRAIN_GOALS)
+
+
+def collect_both_ways(monkeypatch, histories_per_task, **kwargs):
+    """Dark Room AD^eps histories made twice from the same arguments: by the fast path (every episode of
+    every history played side by side) and by the step-by-step path, which the collector takes when it
+    is told that episodes may end early. Returns (fast, step_by_step)."""
+    rows = {}
+
+    def recording(fast_path):
+        def make(*args, **env_kwargs):
+            env = make_batched(*args, **env_kwargs)
+            env.fixed_length_episodes &= fast_path
+            rows.setdefault(fast_path, []).append(env.num_envs)
+            return env
+        return make
+
+    made = []
+    for fast_path in (True, False):
+        with monkeypatch.context() as patch:
+            patch.setattr(curricula, "make_batched", recording(fast_path))
+            made.append(collect_noise_distillation("DarkRoom", TRAIN_GOALS, histories_per_task=histories_per_task,
+                                                   seed=3, **kwargs))
+    num_histories, episodes = made[0].num_histories, made[0].num_steps // 20
+    assert max(rows[True]) == num_histories * episodes, "the fast path plays one row per episode"
+    assert max(rows[False]) == num_histories, "the step-by-step path plays one row per history"
+    return made
+
+
+def test_fast_and_step_by_step_paths_agree_exactly_without_noise(monkeypatch):
+    fast, step_by_step = collect_both_ways(monkeypatch, 2, num_steps=200, schedule=LinearSchedule(start=0.0),
+                                           floor=0.0)
+    for name in ("observations", "actions", "rewards", "dones", "epsilon", "optimal_actions", "tasks"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(step_by_step, name), err_msg=name)
+        assert getattr(fast, name).dtype == getattr(step_by_step, name).dtype
+    assert fast.metadata == step_by_step.metadata
+    assert np.all(fast.actions == fast.optimal_actions)
+
+
+def within_standard_errors(a, b, errors=5.0):
+    """Whether two samples' means differ by less than `errors` standard errors of their difference."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    standard_error = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return abs(a.mean() - b.mean()) < errors * standard_error
+
+
+def test_fast_and_step_by_step_paths_play_the_same_uniform_policy_at_full_noise(monkeypatch):
+    fast, step_by_step = collect_both_ways(monkeypatch, 8, num_steps=400, schedule=LinearSchedule(), floor=1.0)
+    for histories in (fast, step_by_step):
+        shares = np.bincount(histories.actions.ravel(), minlength=5) / histories.actions.size
+        np.testing.assert_allclose(shares, 0.2, atol=0.005)
+    assert not np.array_equal(fast.actions, step_by_step.actions), "different random draws, same distribution"
+    fast_returns, slow_returns = fast.episode_returns(), step_by_step.episode_returns()
+    assert within_standard_errors(fast_returns, slow_returns)
+    assert within_standard_errors(fast_returns > 0, slow_returns > 0)
+
+
+def test_fast_and_step_by_step_paths_follow_the_schedule_step_by_step(monkeypatch):
+    """Both paths apply epsilon per step, in the schedule's order: the share of optimal actions in each
+    episode is 1 - 4/5 of that episode's mean epsilon, and the return of every episode has the same
+    distribution along both paths. A reversed schedule, or one epsilon per history, fails this."""
+    floor = 0.2
+    fast, step_by_step = collect_both_ways(monkeypatch, 8, num_steps=400, schedule=LinearSchedule(), floor=floor)
+    epsilon = LinearSchedule(floor=floor).values(400).reshape(20, 20).mean(axis=1)
+    for histories in (fast, step_by_step):
+        np.testing.assert_allclose(histories.epsilon[0].reshape(20, 20).mean(axis=1), epsilon, rtol=1e-6)
+        agree = (histories.actions == histories.optimal_actions).reshape(-1, 20, 20).mean(axis=(0, 2))
+        # 520 histories x 20 steps an episode: a standard error below 0.005 for each share.
+        np.testing.assert_allclose(agree, 1 - 0.8 * epsilon, atol=0.025)
+    fast_returns, slow_returns = fast.episode_returns(), step_by_step.episode_returns()
+    assert fast_returns[:, -1].mean() > 5 * fast_returns[:, 0].mean(), "the histories improve"
+    for episode in range(20):
+        assert within_standard_errors(fast_returns[:, episode], slow_returns[:, episode]), f"episode {episode}"
+
+
+def test_q_learning_recipe_collection_improves_and_records_its_exploration():
+    recipe = RECIPES["dark_room_q_learning"]
+    small = replace(recipe, data={**recipe.data, "histories_per_task": 2})
+    histories = collect_data(small, seed=0)
+    returns = histories.episode_returns()
+    assert returns.shape == (histories.num_histories, recipe.data["num_steps"] // 20)
+    first, middle, last = returns[:, 0].mean(), returns[:, 10:20].mean(), returns[:, -10:].mean()
+    assert first < middle < last and last > 0.4 * optimal_returns("DarkRoom", histories.tasks).mean()
+    source = histories.metadata["source"]
+    assert source["name"] == "q_learning" and source["learning_rate"] == recipe.data["learning_rate"]
+    assert source["exploration"] == make_schedule(**recipe.data["exploration"]).describe()
+    assert set(source["exploration"]) == {"schedule", "start", "floor", "floor_at"}
+    assert json.loads(json.dumps(histories.metadata)) == histories.metadata
+    # The schedule is what the learner explores with: with epsilon held at 1 nothing is learnt.
+    random = collect_data(replace(small, data={**small.data, "exploration": {"schedule": "linear", "floor": 1.0}}))
+    assert random.episode_returns()[:, -10:].mean() < 0.1 * last
