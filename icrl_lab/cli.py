@@ -19,7 +19,7 @@ import sys
 import time
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from .evaluate import PROTOCOLS, Protocol
@@ -87,18 +87,21 @@ def train_command(args) -> dict:
     metadata = histories.metadata
     config = model_config(metadata["env_family"], args.kind, metadata["env_kwargs"], **spec_values(args, ADConfig))
     train_config = TrainConfig(checkpoint_every=args.checkpoint_every, **spec_values(args, TrainConfig))
-    record = {"command": _command(), "data_path": str(args.data), **histories.provenance()}
+    record = {"command": _command(), "data_path": str(args.data), **asdict(histories.provenance())}
     _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record)
     return {"out": str(args.out), "updates": train_config.updates, "final_loss": log[-1]["loss"],
             "seconds": log[-1]["seconds"]}
 
 
 def evaluate_command(args) -> dict:
+    import torch
+
     from .evaluate import headline
     from .models import load_model
     from .recipes import evaluate_checkpoint, load_shipped, save_evaluation
     from .train import pick_device
 
+    torch.set_num_threads(1)  # one token per task and step: small matrix products run fastest on one thread
     if args.checkpoint in RECIPES and not Path(args.checkpoint).exists():
         model, record = load_shipped(args.checkpoint, device=pick_device())
     else:

@@ -26,7 +26,7 @@ import torch
 from .curricula import demonstrator_return
 from .envs import FAMILIES, make_batched
 from .envs.grid import shortest_path_action
-from .histories import Histories
+from .histories import Histories, Provenance
 from .sources import collect_rl_histories, optimal_returns
 
 DECODINGS = ("greedy", "sample", "greedy_when_rewarded")
@@ -327,10 +327,10 @@ def random_weights_like(model, seed: int = 0):
     return type(model)(model.config).to(next(model.parameters()).device).eval()
 
 
-def _grid_tables(models: list, record: dict, tasks, protocol: Protocol, seed: int) -> dict:
+def _grid_tables(models: list, source: Provenance, tasks, protocol: Protocol, seed: int) -> dict:
     """Per-rollout tables of every trained model (one per training seed), the random-weights model and
     the no-model control, all on the same tasks and environment seeds."""
-    family, env_kwargs = record["env_family"], record.get("env_kwargs", {})
+    family, env_kwargs = source.env_family, source.env_kwargs
     episodes, rollouts = protocol.episodes_for(family), protocol.rollouts_per_task
     repeated = np.repeat(np.asarray(tasks), rollouts, axis=0)
 
@@ -366,7 +366,8 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     models = models if isinstance(models, (list, tuple)) else [models]
-    family, env_kwargs = record["env_family"], record.get("env_kwargs", {})
+    source = Provenance.of(record)
+    family, env_kwargs = source.env_family, source.env_kwargs
     tasks = np.asarray(tasks)
     header = {"protocol": protocol.name, "decoding": protocol.decoding, "temperature": protocol.temperature,
               "training_seeds": len(models), "tasks": len(tasks), "evaluation_seed": seed}
@@ -388,9 +389,8 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
                    "model_minus_thompson": compare(final["model"], final["Thompson sampling"], seed=seed),
                    "regret_to_thompson": float(final["model"].mean() / final["Thompson sampling"].mean())}
         return figures, {"curves": curves}
-    tables, frames = _grid_tables(models, record, tasks, protocol, seed)
-    best = best_in_data_return(record["data"], family, tasks, env_kwargs,
-                               training_returns=record.get("data_last_episode_return"))
+    tables, frames = _grid_tables(models, source, tasks, protocol, seed)
+    best = best_in_data_return(source.data, family, tasks, env_kwargs, training_returns=source.data_last_episode_return)
     optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
     last = f"last{protocol.last}"
     task_values = {name: per_task(table) for name, table in tables.items()}

@@ -38,6 +38,28 @@ class HistoryFileError(ValueError):
     """A history file that is missing, truncated, corrupt or not in icrl_lab's format."""
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a trained model's data came from, built once from the data and saved in its checkpoint
+    record (as these top-level keys): the environment family and its arguments, the data's metadata
+    (source and its parameters, seed, command, version), and the mean return of the histories' last
+    episodes (the best policy in RL histories)."""
+
+    env_family: str
+    env_kwargs: dict
+    data: dict
+    data_last_episode_return: float
+
+    @classmethod
+    def of(cls, record: dict) -> "Provenance":
+        """The provenance in a checkpoint record (config.json), with a clear error where it is incomplete."""
+        missing = [f for f in ("env_family", "env_kwargs", "data", "data_last_episode_return") if f not in record]
+        if missing:
+            raise ValueError(f"the checkpoint record lacks {missing}: it was not saved by icrl_lab's train or reproduce "
+                             f"(re-train it, or add the data's provenance to its config.json)")
+        return cls(record["env_family"], record["env_kwargs"], record["data"], record["data_last_episode_return"])
+
+
 @dataclass
 class Histories:
     """A dataset of learning histories: (histories x steps) arrays, one task per history, and metadata."""
@@ -97,12 +119,10 @@ class Histories:
             out["epsilon_floor"] = float(self.epsilon.min())
         return out
 
-    def provenance(self) -> dict:
-        """What a model trained on this data records of it: the data's metadata, its environment, and
-        the mean return of the histories' last episodes (the best policy in RL histories)."""
-        return {"data": self.metadata, "env_family": self.metadata["env_family"],
-                "env_kwargs": self.metadata["env_kwargs"],
-                "data_last_episode_return": self.summary()["mean_return_last_episode"]}
+    def provenance(self) -> Provenance:
+        """What a model trained on this data records of it (see Provenance)."""
+        return Provenance(self.metadata["env_family"], self.metadata["env_kwargs"], self.metadata,
+                          self.summary()["mean_return_last_episode"])
 
     def save(self, path) -> Path:
         """Write the dataset to an HDF5 file atomically (temporary file, then rename)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from .curricula import collect_noise_distillation
 from .envs import task_split, token_sizes
+from .histories import Provenance
 from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol
 from .models import CONFIGS, ADConfig, load_model
 from .sources import collect_rl_histories
@@ -162,13 +163,13 @@ def evaluate_checkpoint(models, record: dict, protocol: Protocol | str | None = 
     the recipe's protocol (or the one named), on the family's `split` (bandits: the protocol's number of
     tasks drawn with `seed`), with `overrides` (episodes, decoding, ...) as ablations. The one function the
     CLI, `reproduce` and the notebooks evaluate with."""
-    family = record["env_family"]
+    family = Provenance.of(record).env_family
     if protocol is None:
         recipe = recipe_of(record)
         protocol = recipe.evaluation if recipe else PROTOCOLS["dpt" if family == "BernoulliBandit" else "adeps"]
     protocol = get_protocol(protocol, **overrides) if isinstance(protocol, str) else replace(
         protocol, **{k: v for k, v in overrides.items() if v is not None})
-    tasks = task_split(family, split, protocol.num_tasks, seed, size=record.get("env_kwargs", {}).get("size", 9))
+    tasks = task_split(family, split, protocol.num_tasks, seed, size=Provenance.of(record).env_kwargs.get("size", 9))
     return evaluate_protocol(models, record, tasks, protocol, seed)
 
 
@@ -212,7 +213,7 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     timings, started = {}, time.perf_counter()
     data = recipe.collect.collect(seed, command=command)
     timings["collect_seconds"] = time.perf_counter() - started
-    record = {"recipe": {"name": name}, "seed": seed, "command": command, **data.provenance()}
+    record = {"recipe": {"name": name}, "seed": seed, "command": command, **asdict(data.provenance())}
     started = time.perf_counter()
     config = train_config or replace(recipe.train, seed=seed, checkpoint_every=500)
     model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress)

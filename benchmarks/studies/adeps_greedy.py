@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
               "data": data_settings | {"family": family}, "model": {"kind": kind, **model_settings}, "train": settings,
               "data_summary": histories.summary()}
     log_path.write_text(json.dumps(header) + "\n")
-    _, log = train(model_config, histories, config, out_dir=out / f"{name}-seed{seed}", record=histories.provenance(), progress=False,
+    _, log = train(model_config, histories, config, out_dir=out / f"{name}-seed{seed}", record=asdict(histories.provenance()), progress=False,
                    evaluate=evaluate)
     with log_path.open("a") as f:
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
