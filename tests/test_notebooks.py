@@ -8,7 +8,7 @@
 - papermill: every notebook runs with `-p seed 3`, and its checked output changes where it depends on
   the seed.
 
-Notebooks that load the shipped checkpoints are skipped, with the reason, while data/checkpoints lacks
+Notebooks that load the shipped checkpoints are skipped, with the reason, while icrl_lab/checkpoints lacks
 one. ICRL_LAB_NOTEBOOK_CHECKPOINTS=DIR runs them on the checkpoints in DIR instead (one folder per recipe).
 """
 import ast
@@ -94,10 +94,10 @@ def text_output(cell) -> str:
 
 
 def missing_checkpoints(path) -> list:
-    """The shipped checkpoints a notebook loads that are not in data/checkpoints."""
+    """The shipped checkpoints a notebook loads that are not in icrl_lab/checkpoints."""
     names = set()
     for cell in read(path).cells:
-        if "load_shipped(" in cell.source:
+        if "load_shipped(" in cell.source or "load_or_reproduce(" in cell.source:
             names.update(re.findall(r'"((?:dark_room|key_to_door|bandit)_\w+)"', cell.source))
     return sorted(name for name in names if not (SHIPPED / name / "model.safetensors").is_file())
 
@@ -113,8 +113,8 @@ def parameters_for(path, **overrides) -> dict:
 def skip_without_checkpoints(path):
     missing = missing_checkpoints(path)
     if missing and not CHECKPOINTS:
-        pytest.skip(f"{path.name} loads shipped checkpoints that data/checkpoints lacks: {missing} (make them with "
-                    f"`python -m icrl_lab reproduce NAME --out data/checkpoints/NAME`, or set "
+        pytest.skip(f"{path.name} loads shipped checkpoints that icrl_lab/checkpoints lacks: {missing} (make them with "
+                    f"`python -m icrl_lab reproduce NAME --out icrl_lab/checkpoints/NAME`, or set "
                     f"ICRL_LAB_NOTEBOOK_CHECKPOINTS to a folder holding them)")
 
 
