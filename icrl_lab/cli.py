@@ -102,17 +102,20 @@ def evaluate_command(args) -> dict:
     from .train import pick_device
 
     torch.set_num_threads(1)  # one token per task and step: small matrix products run fastest on one thread
-    if args.checkpoint in RECIPES and not Path(args.checkpoint).exists():
-        model, record = load_shipped(args.checkpoint, device=pick_device())
-    else:
-        model, record = load_model(args.checkpoint, device=pick_device())
+    loaded = [load_shipped(name, device=pick_device()) if name in RECIPES and not Path(name).exists()
+              else load_model(name, device=pick_device()) for name in args.checkpoint]
+    models, records = [model for model, _ in loaded], [record for _, record in loaded]
+    families = {record.get("env_family") for record in records}
+    if len(families) > 1:
+        raise ValueError(f"the checkpoints are of different environment families {sorted(map(str, families))}: "
+                         f"evaluate training seeds of one recipe together")
     overrides = spec_values(args, Protocol)
-    figures, result = evaluate_checkpoint(model, record, args.protocol, split=args.tasks, seed=args.seed, **overrides)
+    figures, result = evaluate_checkpoint(models, records[0], args.protocol, split=args.tasks, seed=args.seed, **overrides)
     ablation = any(k in overrides for k in ("decoding", "temperature"))
-    printed = {"checkpoint": str(args.checkpoint), "command": _command(), "ablation": ablation,
+    printed = {"checkpoint": " ".join(args.checkpoint), "command": _command(), "ablation": ablation,
                "headline": headline(figures), **figures}
     if args.save:
-        save_evaluation(printed, result, Path(args.save), record)
+        save_evaluation(printed, result, Path(args.save), records[0])
     return printed
 
 
@@ -171,7 +174,8 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint in context under a paper's protocol, with controls")
-    p.add_argument("checkpoint", help=f"a checkpoint folder, or a recipe name for its shipped checkpoint: {sorted(RECIPES)}")
+    p.add_argument("checkpoint", nargs="+", help="a checkpoint folder, or a recipe name for its shipped checkpoint "
+                   f"({', '.join(sorted(RECIPES))}); several: training seeds of one recipe, evaluated together")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="default: the checkpoint's recipe's protocol (adeps for grids, dpt for bandits)")
     p.add_argument("--tasks", choices=("train", "test", "all"), default="test")

@@ -426,9 +426,10 @@ def headline(figures: dict) -> dict:
 
 
 def decoding_ablation(model, record: dict, tasks, settings=(("sample", 1.0), ("greedy_when_rewarded", 1.5)),
-                      protocol: Protocol | str = "adeps", seed: int = 0) -> pd.DataFrame:
-    """The same evaluation under other decodings: a labelled ablation table beside a protocol's headline."""
-    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+                      protocol: Protocol | str = "adeps", seed: int = 0, **overrides) -> pd.DataFrame:
+    """The same evaluation under other decodings: a labelled ablation table beside a protocol's headline.
+    overrides: other protocol settings for every row (e.g. fewer episodes)."""
+    protocol = get_protocol(protocol, **overrides) if isinstance(protocol, str) else replace(protocol, **overrides)
     rows = []
     for decoding, temperature in ((protocol.decoding, protocol.temperature), *settings):
         figures, _ = evaluate_protocol(model, record, tasks, replace(protocol, decoding=decoding, temperature=temperature), seed)
