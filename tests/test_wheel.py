@@ -1,6 +1,8 @@
 """The kit as a user installs it: a wheel built from the sources alone, installed into a fresh virtual
 environment outside the clone, loads its shipped checkpoints and runs its console script from elsewhere.
 
+It also evaluates a shipped checkpoint by its recipe's name, with the console script.
+
 The fresh environment reuses this one's installed packages (torch among them) through a .pth file, so
 nothing is downloaded; only the kit itself comes from the wheel."""
 import json
@@ -17,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_FILES = ("config.json", "model.safetensors", "results.json", "figure.png")
+SHIPPED_FILES = ("config.json", "model.safetensors", "results.json", "evaluation.json", "figure.png")
 
 
 def run(command, cwd, timeout=600):
@@ -83,3 +85,12 @@ def test_the_console_script_runs_from_the_installed_wheel(installed, tmp_path):
     printed = run([installed / "bin" / "icrl-lab", "--help"], cwd=tmp_path)
     for command in ("collect", "train", "evaluate", "reproduce", "course"):
         assert command in printed
+
+
+def test_the_installed_console_script_evaluates_a_recipe_by_name(installed, tmp_path):
+    printed = run([installed / "bin" / "icrl-lab", "evaluate", "dark_room_adeps", "--protocol", "adeps", "--seed", "0",
+                   "--episodes", "100"], cwd=tmp_path)
+    figures = json.loads(printed.strip().splitlines()[-1])
+    recorded = json.loads((ROOT / "icrl_lab" / "checkpoints" / "dark_room_adeps" / "evaluation.json").read_text())
+    assert figures["protocol"] == "adeps" and figures["decoding"] == "greedy"
+    assert figures["headline"]["last10"] == recorded["headline"]["last10"], "greedy Dark Room rollouts are deterministic"
