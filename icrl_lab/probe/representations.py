@@ -8,7 +8,7 @@ a reward, which cells the context has shown to be empty (multi-label), and for b
 `probe_layers` fits a linear probe (logistic regression in torch, L-BFGS) per target and depth on some
 histories and scores it on held-out ones, beside three references:
 
-- chance: the majority class of the training labels (multi-class), or 0.5 balanced accuracy;
+- chance: the accuracy of the best constant guess on the test labels (multi-class), or 0.5 balanced accuracy;
 - shuffled: the same probe trained on labels shuffled across histories (what structure alone gives);
 - random model: the same probe on the stream of a model with the same architecture and random weights
   (what the embeddings of the inputs alone make decodable).
@@ -183,8 +183,7 @@ def probe_layers(model, histories: Histories, test_rows, targets: dict | None = 
         y_train, y_test = labels[train_h, train_s], labels[test_h, test_s]
         y_shuffled = labels[shuffled_rows[train_h], train_s]
         if kind == "multiclass":
-            values, counts = np.unique(y_train, return_counts=True)
-            chance = float((y_test == values[counts.argmax()]).mean())
+            chance = float(np.unique(y_test, return_counts=True)[1].max() / len(y_test))  # best constant guess
         else:
             chance = 0.5
         for layer in range(streams["trained"].shape[0]):
