@@ -53,7 +53,7 @@ def report(model, record: dict, out_dir, tasks=None, episodes: int = 16, rollout
         if tasks is None else np.asarray(tasks)
     env = make_batched(family, tasks[:1], **env_kwargs)
     grid = hasattr(env, "size")
-    episodes = episodes if env.fixed_length_episodes or grid else 1
+    episodes = episodes if grid else 1  # a bandit task is one long episode
     config = model.config
     headline = {"family": family, "tasks": len(tasks), "episodes": episodes, "rollouts": rollouts,
                 "temperature": temperature}
