@@ -133,6 +133,9 @@ class Attention(nn.Module):
         self.out = nn.Linear(config.d_model, config.d_model)
         self.attention_dropout = config.attention_dropout
         self.window = config.window_steps * config.tokens_per_step
+        # Ablation hook (icrl_lab.probe.ablated): a (heads,) tensor that scales each head's output
+        # before the output projection; 0 removes that head's contribution. None: every head as trained.
+        self.head_mask: torch.Tensor | None = None
 
     def forward(self, x, positions, cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
         batch, length, _ = x.shape
@@ -157,6 +160,8 @@ class Attention(nn.Module):
         else:
             weights = None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if self.head_mask is not None:
+            y = y * self.head_mask.to(y.dtype).view(1, -1, 1, 1)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1)), weights
 
 
@@ -168,11 +173,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(),
                                  nn.Linear(4 * config.d_model, config.d_model), nn.Dropout(config.dropout))
         self.dropout = nn.Dropout(config.dropout)
+        self.mlp_enabled = True  # ablation hook (icrl_lab.probe.ablated): False skips the MLP
 
     def forward(self, x, positions, cache=None, layer=0, return_weights=False):
         attended, weights = self.attention(self.norm1(x), positions, cache, layer, return_weights)
         x = x + self.dropout(attended)
-        return x + self.mlp(self.norm2(x)), weights
+        return (x + self.mlp(self.norm2(x)) if self.mlp_enabled else x), weights
 
 
 class ICRLTransformer(nn.Module):

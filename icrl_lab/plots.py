@@ -339,3 +339,170 @@ def attention_figure(maps, prev_rewards, layer: int, head: int, step: int, episo
     attention_row(maps[layer, head, step, :step + 1], np.asarray(prev_rewards) > 0, ax=right, step=step)
     figure.tight_layout()
     return figure
+
+
+# --- probing (icrl_lab.probe) -----------------------------------------------------------------------
+
+def _mark_history(ax, labels: dict, row: int, steps: int):
+    """Episode boundaries (grey lines), rewarded steps (orange ticks) and steps on the goal (green ticks)
+    along the key axis of `ax`; labels: `probe.step_labels`."""
+    episode = labels["episode"][row, :steps]
+    for boundary in np.flatnonzero(np.diff(episode)) + 1:
+        ax.axvline(boundary - 0.5, color="0.5", linewidth=0.8, linestyle="--")
+    transform = ax.get_xaxis_transform()
+    rewarded = np.flatnonzero(labels["reward"][row, :steps] > 0)
+    goal = np.flatnonzero(labels["on_goal"][row, :steps])
+    ax.scatter(rewarded, np.full(len(rewarded), 1.02), marker="v", s=14, color="tab:orange", transform=transform,
+               clip_on=False, label="token carries a reward")
+    ax.scatter(goal, np.full(len(goal), -0.06), marker="^", s=14, color="tab:green", transform=transform,
+               clip_on=False, label="on the goal cell")
+
+
+def attention_over_history(maps, labels: dict, row: int, query: int, index: int = 0):
+    """What every head attends to from one query step, over the whole history before it: one panel per
+    head (rows: layers), episode boundaries dashed, keys whose token carries a reward marked in orange on
+    top, keys standing on the goal in green below.
+
+    maps: (histories, layers, heads, steps, steps) from `probe.attention_maps`; index: the history's row in
+    maps; labels: `probe.step_labels` of the histories; row: the history's row in labels."""
+    maps = np.asarray(maps)
+    _, layers, heads, steps, _ = maps.shape
+    figure, axes = plt.subplots(layers * heads, 1, figsize=(9, 0.9 * layers * heads + 0.8), sharex=True, squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
+        layer, head = divmod(i, heads)
+        ax.bar(np.arange(query + 1), maps[index, layer, head, query, :query + 1], width=1.0, color="tab:blue")
+        ax.set_ylim(0, max(0.05, 1.1 * maps[index, layer, head, query, :query + 1].max()))
+        ax.set_ylabel(f"L{layer}H{head}", rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(labelsize=7)
+        _mark_history(ax, labels, row, query + 1)
+    axes[-1, 0].set_xlabel("attended step (key)")
+    axes[0, 0].set_title(f"attention of step {query} (episode {labels['episode'][row, query]}) over the history",
+                         fontsize=9)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, names, fontsize=7, loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
+def head_type_heatmap(types: pd.DataFrame, value: str = "lift_recency", ax=None):
+    """Heads (rows) by kind of key (columns) from `probe.head_types`: the lift over the recency-matched
+    baseline by default (1: no more than the head's taste for recent steps explains)."""
+    table = types.assign(head_name=lambda f: "L" + f["layer"].astype(str) + "H" + f["head"].astype(str)) \
+        .pivot(index="head_name", columns="feature", values=value)
+    ax = ax or plt.subplots(figsize=(1.2 * table.shape[1] + 1.5, 0.4 * table.shape[0] + 1))[1]
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="vlag", center=1.0 if "lift" in value else None, cbar=False,
+                annot_kws={"fontsize": 8}, ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(value.replace("_", " "), fontsize=9)
+    return ax
+
+
+def ablation_bars(effects: pd.DataFrame, metric: str = "return", ax=None):
+    """Change of `metric` when each part is removed (from `probe.ablation_effects`), with 95% bootstrap
+    intervals, one colour per decoding mode; the intact model is the zero line."""
+    table = effects[(effects["metric"] == metric) & (effects["part"].astype(str) != "none")].copy()
+    table["part"] = table["part"].astype(str)
+    parts = list(dict.fromkeys(table.sort_values("change")["part"]))
+    modes = list(dict.fromkeys(table["mode"]))
+    ax = ax or plt.subplots(figsize=(6, 0.32 * len(parts) * len(modes) + 1.2))[1]
+    height = 0.8 / len(modes)
+    for i, (mode, colour) in enumerate(zip(modes, sns.color_palette())):
+        rows = table[table["mode"] == mode].set_index("part").reindex(parts)
+        y = np.arange(len(parts)) + (i - (len(modes) - 1) / 2) * height
+        ax.barh(y, rows["change"], height=height, color=colour, label=mode,
+                xerr=[rows["change"] - rows["low"], rows["high"] - rows["change"]], error_kw={"linewidth": 0.8})
+    ax.set_yticks(np.arange(len(parts)), parts, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.set_xlabel(f"change of {metric.replace('_', ' ')} when removed (95% CI)")
+    ax.legend(fontsize=8, title="decoding", title_fontsize=8)
+    ax.figure.tight_layout()
+    return ax
+
+
+def intervention_bars(summary: pd.DataFrame, measures=("return", "steps_on_goal", "steps_on_rewarded_cell")):
+    """The next episode after each context intervention (from `probe.context_interventions`): the mean of
+    each measure with its 95% bootstrap interval."""
+    figure, axes = plt.subplots(1, len(measures), figsize=(3.3 * len(measures), 3.0), sharey=True, squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        rows = summary[summary["measure"] == measure]
+        y = np.arange(len(rows))
+        ax.barh(y, rows["mean"], xerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]], color="tab:blue",
+                error_kw={"linewidth": 0.8})
+        ax.set_yticks(y, rows["intervention"], fontsize=8)
+        ax.set_title(measure.replace("_", " "), fontsize=9)
+    axes[0, 0].invert_yaxis()
+    figure.supxlabel("next episode after the edited context (95% CI)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def probe_accuracy(results: pd.DataFrame):
+    """Linear-probe scores by depth (from `probe.probe_layers`), one panel per target: the trained model's
+    stream against chance, the same probe on shuffled labels, and a random-weights model."""
+    targets = list(dict.fromkeys(results["target"]))
+    figure, axes = plt.subplots(1, len(targets), figsize=(3.0 * len(targets), 2.9), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        rows = results[results["target"] == target]
+        ax.plot(rows["layer"], rows["score"], marker="o", label="trained model")
+        if "random_model" in rows:
+            ax.plot(rows["layer"], rows["random_model"], marker="s", linestyle=":", color="tab:purple", label="random weights")
+        ax.plot(rows["layer"], rows["shuffled"], marker="x", linestyle="--", color="0.5", label="shuffled labels")
+        ax.axhline(rows["chance"].iloc[0], color="tab:red", linewidth=1, label="chance")
+        ax.set_title(target, fontsize=9)
+        ax.set_xticks(rows["layer"])
+        ax.set_xlabel("depth (0: embeddings)")
+        ax.set_ylabel(rows["metric"].iloc[0], fontsize=8)
+        ax.set_ylim(0, 1.02)
+    axes[0, -1].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def coverage_curves(curves: pd.DataFrame, ax=None):
+    """Distinct cells reached against step, frozen at the first reward (from `probe.compare_exploration`),
+    one line per policy (band: 1.96 standard errors); dotted: the share of histories still searching."""
+    ax = ax or plt.subplots(figsize=(6, 3.2))[1]
+    twin = ax.twinx()
+    for (policy, rows), colour in zip(curves.groupby("policy", sort=False), sns.color_palette()):
+        ax.plot(rows["step"], rows["coverage"], color=colour, label=policy)
+        ax.fill_between(rows["step"], rows["coverage"] - 1.96 * rows["coverage_se"],
+                        rows["coverage"] + 1.96 * rows["coverage_se"], color=colour, alpha=0.2)
+        twin.plot(rows["step"], rows["searching"], color=colour, linestyle=":", linewidth=1)
+    ax.set_xlabel("step of the in-context stream")
+    ax.set_ylabel("cells reached before the first reward")
+    twin.set_ylabel("share still searching (dotted)")
+    twin.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="center right")
+    ax.figure.tight_layout()
+    return ax
+
+
+def attention_on_grid(maps, labels: dict, size: int, index: int, row: int, layer: int, head: int, step: int,
+                      goal=None):
+    """The attention explorer's picture: left, the grid with the attention one head pays from `step` summed
+    per cell of the attended steps (darker: more), the path so far and the goal; right, the same attention
+    over the history, episode boundaries and rewarded steps marked (see `attention_over_history`)."""
+    weights = np.asarray(maps)[index, layer, head, step, :step + 1]
+    per_cell = np.bincount(labels["cell"][row, :step + 1], weights=weights, minlength=size * size).reshape(size, size)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 2]})
+    left.imshow(per_cell, cmap="Blues", vmin=0, vmax=max(per_cell.max(), 1e-6))
+    episode = labels["episode"][row, step]
+    current = labels["cell"][row, :step + 1][labels["episode"][row, :step + 1] == episode]
+    draw_grid_path(size, current, goal=None, ax=left)
+    if goal is not None:
+        left.add_patch(plt.Rectangle((goal[1] - 0.45, goal[0] - 0.45), 0.9, 0.9, fill=False, linewidth=2,
+                                     edgecolor=np.array(COLOURS["goal"]) / 255))
+    for cell in np.unique(labels["cell"][row, :step + 1]):
+        share = per_cell.flat[cell]
+        if share >= 0.05:
+            left.text(cell % size, cell // size, f"{share:.2f}", ha="center", va="center", fontsize=6, color="tab:red")
+    left.set_title(f"L{layer}H{head}, step {step}: attention per cell\n(path: this episode; green box: goal)", fontsize=8)
+    right.bar(np.arange(step + 1), weights, width=1.0, color="tab:blue")
+    _mark_history(right, labels, row, step + 1)
+    right.set_xlabel("attended step (key)")
+    right.set_ylabel("attention")
+    right.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    return figure

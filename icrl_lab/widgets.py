@@ -122,19 +122,38 @@ def curriculum_explorer(num_steps: int = 1000, seed: int = 0) -> widgets.Widget:
 
 # --- attention explorer -----------------------------------------------------------------------------
 
-def attention_explorer(maps, prev_rewards, index: int = 0, episode_length: int | None = None) -> widgets.Widget:
+def attention_explorer(maps, prev_rewards, index: int = 0, episode_length: int | None = None, histories=None,
+                       row: int | None = None, num_actions: int | None = None) -> widgets.Widget:
     """Pick a layer, a head and a time step, and see where that step's attention goes.
 
     maps: (histories, layers, heads, steps, steps) from `probe.attention_maps(model, histories)`;
-    prev_rewards: (histories, steps), the reward each step's token carries."""
+    prev_rewards: (histories, steps), the reward each step's token carries. With the grid-world
+    `histories` the maps were made from (row: this history's row in them, `index` by default; num_actions:
+    the model's), the picture also shows the grid, shaded by how much attention each cell's steps get,
+    with the goal and the episode's path, and marks the attended steps that were rewarded or on the goal."""
     _, layers, heads, steps, _ = maps.shape
     layer = widgets.IntSlider(value=layers - 1, min=0, max=layers - 1, description="layer", continuous_update=False)
     head = widgets.IntSlider(value=0, min=0, max=heads - 1, description="head", continuous_update=False)
     step = widgets.IntSlider(value=steps - 1, min=0, max=steps - 1, description="time step", continuous_update=False)
     picture = widgets.Output()
+    grid = None
+    if histories is not None:
+        from .play import grid_size
+        from .probe import step_labels
+
+        row = index if row is None else row
+        marks = task_marks(histories.metadata["env_family"], histories.tasks[row])
+        grid = (step_labels(histories, num_actions or int(histories.actions.max()) + 1, steps), grid_size(histories),
+                marks.get("goal"))
 
     def refresh(*_):
-        _show(picture, plots.attention_figure(maps[index], prev_rewards[index], layer.value, head.value, step.value, episode_length))
+        if grid is None:
+            figure = plots.attention_figure(maps[index], prev_rewards[index], layer.value, head.value, step.value,
+                                            episode_length)
+        else:
+            labels, size, goal = grid
+            figure = plots.attention_on_grid(maps, labels, size, index, row, layer.value, head.value, step.value, goal)
+        _show(picture, figure)
 
     for slider in (layer, head, step):
         slider.observe(refresh, names="value")

@@ -1,4 +1,4 @@
-"""Attention probes (icrl_lab.probe): the maps a model's attention makes, and the summaries of them."""
+"""Probes (icrl_lab.probe): attention maps and their typing, ablations, context edits, linear probes, exploration."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,9 @@ import torch
 from icrl_lab import probe
 from icrl_lab.envs import dark_room_goals
 from icrl_lab.evaluate import in_context_rollout
-from icrl_lab.models import ADConfig, ICRLTransformer
+from icrl_lab.histories import previous_actions_and_rewards
+from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
+from icrl_lab.recipes import load_shipped
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +56,114 @@ def test_episode_attention_counts_episodes_back():
     table = probe.episode_attention(on_first_step[None, None, None], dones, max_back=1)
     shares = table.set_index("episodes_back")["attention"]
     assert shares[0] == pytest.approx(2 / 6) and shares[1] == pytest.approx(4 / 6), "2 steps back, clipped to 1"
+
+
+def test_capture_does_not_change_outputs_and_the_table_is_a_normalised_causal_window(evaluation):
+    model, played = evaluation
+    prev_actions, prev_rewards = previous_actions_and_rewards(played, model.config.num_actions)
+    inputs = [torch.as_tensor(a[:2, :60]) for a in (played.observations.astype(np.int64), prev_actions, prev_rewards)]
+    with torch.no_grad():
+        plain = model(*inputs)
+        captured, _ = model(*inputs, return_attention=True)
+    torch.testing.assert_close(plain, captured, rtol=1e-5, atol=1e-6)
+    maps = probe.attention_maps(model, played, rows=[0, 1], steps=60)
+    table = probe.attention_table(maps, played, model.config.window_steps, model.config.num_actions, rows=[0, 1])
+    sums = table.groupby(["history", "layer", "head", "query"])["weight"].sum()
+    np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+    assert (table["distance"] >= 0).all() and (table["distance"] < model.config.window_steps).all()
+    assert set(table["episode"]) == {"current", "earlier"}
+    goal = played.tasks[0, 0] * 9 + played.tasks[0, 1]
+    assert (table.loc[table["history"] == 0, "key_is_goal"] == (table.loc[table["history"] == 0, "key_cell"] == goal)).all()
+
+
+def test_head_types_find_a_head_that_seeks_rewarded_steps_beyond_recency(evaluation):
+    model, played = evaluation
+    maps = probe.attention_maps(model, played)
+    features = probe.key_features(played, model.config.num_actions)
+    seeking = maps.copy()
+    visible = probe.attention._visible(played.num_steps, model.config.window_steps)
+    target = features["rewarded"] & visible
+    has = target.any(-1)
+    seeking[:, 0, 0] = np.where(has[..., None], target / np.maximum(target.sum(-1, keepdims=True), 1), seeking[:, 0, 0])
+    types = probe.head_types(seeking, played, model.config.window_steps, model.config.num_actions).set_index(
+        ["layer", "head", "feature"])
+    assert types.loc[(0, 0, "rewarded"), "attention"] == pytest.approx(1.0)
+    assert types.loc[(0, 0, "rewarded"), "lift_recency"] > 2
+    assert types.loc[(0, 0, "previous"), "lift_recency"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_ablating_a_head_removes_exactly_its_contribution():
+    torch.manual_seed(1)
+    model = ICRLTransformer(ADConfig(num_obs=9, num_actions=3, window_steps=5, d_model=8, n_layer=1, n_head=2)).eval()
+    for parameter in model.parameters():  # biases too, so that nothing is trivially zero
+        torch.nn.init.normal_(parameter, std=0.5)
+    observations, actions, rewards = torch.randint(9, (2, 7)), torch.randint(4, (2, 7)), torch.rand(2, 7)
+    outputs = []
+    hook = model.blocks[0].attention.register_forward_hook(lambda module, args, output: outputs.append(output[0]))
+    with torch.no_grad():
+        model(observations, actions, rewards)
+        with probe.ablated(model, heads=[(0, 1)]):
+            ablated_logits = model(observations, actions, rewards)
+        x = model.blocks[0].norm1(model.embed(observations, actions, rewards))
+    hook.remove()
+    attention = model.blocks[0].attention
+    # By hand: head 1's output, y_1 = softmax(q_1 k_1^T / sqrt(d) + causal window mask) v_1, through its
+    # slice of the output projection.
+    q, k, v = attention.qkv(x).view(2, 7, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    positions = torch.arange(7)
+    q, k = rotate(q, positions), rotate(k, positions)
+    scores = (q[:, 1] @ k[:, 1].transpose(-1, -2)) / 2.0
+    scores = scores.masked_fill(~window_mask(positions, positions, 5), float("-inf"))
+    head_output = torch.softmax(scores, -1) @ v[:, 1]
+    contribution = head_output @ attention.out.weight[:, 4:].T
+    torch.testing.assert_close(outputs[0] - outputs[1], contribution, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # and the rest of the model is unchanged: recompute the logits from the ablated output
+        after = model.embed(observations, actions, rewards) + outputs[1]
+        after = after + model.blocks[0].mlp(model.blocks[0].norm2(after))
+        torch.testing.assert_close(model.head(model.norm(after)), ablated_logits, rtol=1e-5, atol=1e-5)
+    assert attention.head_mask is None and model.blocks[0].mlp_enabled, "restored after the block"
+    with torch.no_grad(), probe.ablated(model, mlps=[0]):
+        skipped = model(observations, actions, rewards)
+    with torch.no_grad():
+        torch.testing.assert_close(skipped, model.head(model.norm(model.embed(observations, actions, rewards) + outputs[0])))
+
+
+def test_ablating_every_head_destroys_in_context_improvement_of_the_shipped_model():
+    model, record = load_shipped("dark_room_adeps")
+    goals = np.repeat(dark_room_goals("test"), 4, axis=0)
+    improvement = {}
+    for name, parts in (("intact", {}), ("no heads", {"layers": range(model.config.n_layer)})):
+        with probe.ablated(model, **parts):
+            frame, played = in_context_rollout(model, record["env_family"], goals, 12, record["env_kwargs"],
+                                               mode="sample", temperature=1.0, seed=0)
+        units = probe.unit_metrics(frame, played)
+        improvement[name] = probe.bootstrap_ci(units["improvement"])
+    assert improvement["intact"][1] > 0, f"the shipped model improves in context: {improvement['intact']}"
+    assert improvement["no heads"][1] <= 0 and improvement["no heads"][0] < improvement["intact"][0] / 3, improvement
+
+
+def test_a_probe_recovers_a_planted_feature_and_not_shuffled_labels():
+    torch.manual_seed(0)
+    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, window_steps=20, d_model=16, n_layer=1, n_head=2)).eval()
+    with torch.no_grad():  # plant the class obs % 4 along the first four directions of the observation embedding
+        model.obs_embeddings[0].weight[:, :4] += torch.nn.functional.one_hot(torch.arange(81) % 4, 4).float()
+    played = probe.random_histories("DarkRoom", dark_room_goals("test")[:8], 60, seed=0)
+    labels = played.observations.astype(np.int64) % 4
+    targets = {"planted": ("multiclass", labels, np.ones_like(labels, dtype=bool))}
+    table = probe.probe_layers(model, played, test_rows=[0, 1], targets=targets, max_samples=400, random_model=False)
+    embeddings = table.set_index("layer").loc[0]
+    assert embeddings["score"] > 0.9 and embeddings["chance"] < 0.4
+    assert embeddings["shuffled"] < 0.45, "labels shuffled across histories carry nothing to learn"
+
+
+def test_move_reward_puts_the_rewards_on_a_visited_cell_and_exploration_stats_are_sane():
+    played = probe.random_histories("DarkRoom", np.repeat(dark_room_goals("test")[:4], 2, axis=0), 80, seed=1)
+    edited, cells = probe.edit_context(played, "move_reward", size=9, seed=0)
+    reached = probe.reached_cells(played, 9)
+    assert ((edited.rewards > 0) == (reached == cells[:, None])).all()
+    assert all(cell in reached[row] for row, cell in enumerate(cells))
+    stats, coverage = probe.exploration_stats(played)
+    assert (np.diff(coverage, axis=1) >= 0).all() and (coverage <= 81).all()
+    assert stats["revisit_rate"].between(0, 1).all()
+    for row in np.flatnonzero(stats["found"]):
+        assert played.rewards[row, :stats.loc[row, "first_reward_step"]].sum() == 0

@@ -1,0 +1,24 @@
+"""Probing a trained in-context learner: what it looks at, what it uses, what it knows, how it searches.
+
+Attention that looks at something is not evidence that it matters. Each module answers one question,
+and the later ones test what the earlier ones suggest:
+
+- `attention`: where each head looks (`attention_maps`, the tidy `attention_table`), and `head_types`:
+  its attention to rewarded steps, the previous step, the same cell in earlier episodes, the step after
+  an earlier visit to the current cell, against uniform and recency-matched baselines;
+- `ablation`: remove heads, a layer's attention or the MLPs (`ablated`) and measure the change of
+  in-context return, improvement and first rewarded episode, with bootstrap intervals (`ablation_effects`);
+- `interventions`: edit the context (drop episodes, zero, shuffle or move the rewards, empty it) and
+  watch the next episode (`context_interventions`);
+- `representations`: linear probes on the residual stream, layer by layer, against chance, shuffled
+  labels and a random-weights model (`probe_layers`);
+- `exploration`: coverage and revisits before the first reward, against random and the data's source;
+- `report`: all of it for one checkpoint, written as CSV tables and PNG figures.
+"""
+from .ablation import ablated, ablation_effects, bootstrap_ci, rank_heads, standard_ablations, unit_metrics
+from .attention import (FEATURES, attention_maps, attention_table, episode_attention, episode_of_step, head_types,
+                        key_features, marked_cells, recency_profile, reward_attention, step_labels)
+from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories
+from .interventions import INTERVENTIONS, context_interventions, continue_in_context, edit_context, reached_cells
+from .report import report
+from .representations import balanced_accuracy, fit_linear_probe, probe_layers, residual_stream, step_targets
