@@ -3,6 +3,7 @@
     python -m icrl_lab collect  --env DarkRoom --source noise_distillation --out runs/data.h5
     python -m icrl_lab train    --data runs/data.h5 --kind ad --out runs/ad
     python -m icrl_lab evaluate dark_room_adeps --protocol adeps --seed 1    (a recipe's checkpoint, or a folder)
+    python -m icrl_lab probe dark_room_adeps --out runs/probe        (attention, ablations, probes)
     python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
     python -m icrl_lab course --out runs/course     (the notebooks, executed in order)
 
@@ -119,6 +120,19 @@ def evaluate_command(args) -> dict:
     return printed
 
 
+def probe_command(args) -> dict:
+    import torch
+
+    from .models import load_model
+    from .probe import report
+    from .recipes import load_shipped
+
+    torch.set_num_threads(1)
+    model, record = (load_shipped(args.checkpoint) if args.checkpoint in RECIPES and not Path(args.checkpoint).exists()
+                     else load_model(args.checkpoint))
+    return {"checkpoint": args.checkpoint, "out": str(args.out), **report(model, record, args.out, quick=args.quick)}
+
+
 def reproduce_command(args) -> dict:
     from .recipes import reproduce
 
@@ -183,6 +197,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", metavar="DIR", help="also write DIR/evaluation.json (what is printed) and DIR/figure.png")
 
+    p = commands.add_parser("probe", help="how a checkpoint works: attention, ablations, interventions, probes, "
+                                          "exploration; tables (CSV) and figures (PNG) into --out")
+    p.add_argument("checkpoint", help=f"a checkpoint folder, or a recipe name ({', '.join(sorted(RECIPES))})")
+    p.add_argument("--out", required=True, help="folder for the tables, figures and headline.json")
+    p.add_argument("--quick", action="store_true", help="fewer tasks and samples (about a minute on Dark Room)")
+
     p = commands.add_parser("reproduce", help="collect, train and evaluate a named recipe (see icrl_lab.recipes)")
     p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("--out", required=True, help="directory for the checkpoint, results.json and figure.png")
@@ -193,7 +213,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="folder for the executed notebooks")
 
     args = parser.parse_args(argv)
-    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command,
+    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command, "probe": probe_command,
            "reproduce": reproduce_command, "course": course_command}[args.command]
     try:
         result = run(args)

@@ -172,10 +172,14 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
 # --- statistics ---------------------------------------------------------------------------------------
 
 def bootstrap_ci(values, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of per-task values and its percentile bootstrap interval over tasks."""
+    """(mean, low, high): the mean of per-task (or per-unit) values and its percentile bootstrap interval;
+    NaNs are left out, and no values at all give NaNs."""
     values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"bootstrap_ci needs a non-empty 1-d array of per-task values, got shape {values.shape}")
+    if values.ndim != 1:
+        raise ValueError(f"bootstrap_ci needs a 1-d array of per-task values, got shape {values.shape}")
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
     means = values[np.random.default_rng(seed).integers(len(values), size=(resamples, len(values)))].mean(axis=1)
     tail = (1 - level) / 2 * 100
     return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

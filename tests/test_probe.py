@@ -5,7 +5,7 @@ import torch
 
 from icrl_lab import probe
 from icrl_lab.envs import dark_room_goals
-from icrl_lab.evaluate import in_context_rollout
+from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.histories import previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
 from icrl_lab.recipes import load_shipped
@@ -137,7 +137,7 @@ def test_ablating_every_head_destroys_in_context_improvement_of_the_shipped_mode
             frame, played = in_context_rollout(model, record["env_family"], goals, 12, record["env_kwargs"],
                                                mode="sample", temperature=1.0, seed=0)
         units = probe.unit_metrics(frame, played)
-        improvement[name] = probe.bootstrap_ci(units["improvement"])
+        improvement[name] = bootstrap_ci(units["improvement"])
     assert improvement["intact"][1] > 0, f"the shipped model improves in context: {improvement['intact']}"
     assert improvement["no heads"][1] <= 0 and improvement["no heads"][0] < improvement["intact"][0] / 3, improvement
 
@@ -167,3 +167,19 @@ def test_move_reward_puts_the_rewards_on_a_visited_cell_and_exploration_stats_ar
     assert stats["revisit_rate"].between(0, 1).all()
     for row in np.flatnonzero(stats["found"]):
         assert played.rewards[row, :stats.loc[row, "first_reward_step"]].sum() == 0
+
+
+@pytest.mark.slow
+def test_probe_command_writes_the_tables_and_figures(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "icrl_lab", "probe", "dark_room_adeps", "--quick", "--out",
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    written = {path.name for path in tmp_path.iterdir()}
+    assert {"head_types.csv", "ablation_effects.csv", "probes.csv", "exploration.csv", "headline.json",
+            "attention.png", "ablation.png", "probes.png", "coverage.png"} <= written
+    assert json.loads((tmp_path / "headline.json").read_text()).keys() <= printed.keys()

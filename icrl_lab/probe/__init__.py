@@ -15,7 +15,7 @@ and the later ones test what the earlier ones suggest:
 - `exploration`: coverage and revisits before the first reward, against random and the data's source;
 - `report`: all of it for one checkpoint, written as CSV tables and PNG figures.
 """
-from .ablation import ablated, ablation_effects, bootstrap_ci, rank_heads, standard_ablations, unit_metrics
+from .ablation import ablated, ablation_effects, rank_heads, standard_ablations, unit_metrics
 from .attention import (FEATURES, attention_maps, attention_table, episode_attention, episode_of_step, head_types,
                         key_features, marked_cells, recency_profile, reward_attention, step_labels)
 from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories

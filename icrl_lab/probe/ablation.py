@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..evaluate import in_context_rollout
+from ..evaluate import bootstrap_ci, in_context_rollout
 
 
 @contextmanager
@@ -55,18 +55,6 @@ def standard_ablations(config) -> dict:
     parts.update({f"L{layer} MLP": {"mlps": [layer]} for layer in range(config.n_layer)})
     parts["all heads"] = {"layers": list(range(config.n_layer))}
     return parts
-
-
-def bootstrap_ci(values, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of `values` (one per unit) and its percentile bootstrap interval (NaNs left out)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(len(values), size=(resamples, len(values)))].mean(1)
-    tail = (1 - level) / 2 * 100
-    return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
 def unit_metrics(frame: pd.DataFrame, played, blocks: int = 10) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from ..envs import make_batched
 from ..histories import Histories
 from ..schedules import LinearSchedule
 from ..sources import collect_rl_histories
-from .ablation import bootstrap_ci
+from ..evaluate import bootstrap_ci
 from .interventions import reached_cells
 
 

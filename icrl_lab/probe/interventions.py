@@ -25,7 +25,7 @@ import torch
 from ..envs import make_batched
 from ..envs.grid import move
 from ..histories import Histories, previous_actions_and_rewards
-from .ablation import bootstrap_ci
+from ..evaluate import bootstrap_ci
 from .attention import marked_cells
 
 INTERVENTIONS = ("original", "last_episode", "empty", "zero_rewards", "shuffle_rewards", "move_reward")
