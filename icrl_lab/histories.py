@@ -176,6 +176,11 @@ class Histories:
 
     def provenance(self) -> Provenance:
         """What a model trained on this data records of it (see Provenance)."""
+        missing = [key for key in ("env_family", "env_kwargs") if key not in self.metadata]
+        if missing:
+            raise ValueError(f"the histories' metadata lacks {missing}: a model cannot be trained or evaluated without "
+                             f"knowing its environment; re-collect them with `python -m icrl_lab collect` (or add the "
+                             f"keys to the metadata)")
         return Provenance(self.metadata["env_family"], self.metadata["env_kwargs"], self.metadata,
                           self.summary()["mean_return_last_episode"])
 
