@@ -65,7 +65,14 @@ class CollectSpec:
                                               env_kwargs=self.env_kwargs, command=command)
         options = dict(self.options)
         if "exploration" in options:
-            options["exploration"] = make_schedule(**options["exploration"])
+            exploration = options["exploration"]
+            if not isinstance(exploration, dict) or "schedule" not in exploration:
+                raise ValueError(f"exploration={exploration!r} is not allowed: it must name a schedule and its settings, "
+                                 f"e.g. {{\"schedule\": \"linear\", \"floor\": 0.05, \"floor_at\": 0.5}}")
+            try:
+                options["exploration"] = make_schedule(**exploration)
+            except TypeError as error:
+                raise ValueError(f"exploration={exploration!r} is not allowed: {error}") from None
         return collect_rl_histories(self.family, tasks, self.source, self.num_steps, self.histories_per_task, seed=seed,
                                     env_kwargs=self.env_kwargs, command=command, **options)
 

@@ -76,7 +76,31 @@ class TrainConfig:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    """'auto': CUDA if present, else CPU; otherwise the named device, refused if torch does not know it or
+    it is not here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name!r} is not a device torch knows: use 'auto', 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device={name!r} is not available here ({torch.cuda.device_count()} CUDA devices): use "
+                         f"'auto' or 'cpu'")
+    return device
+
+
+def check_data_fits_model(model_config: ADConfig, histories: Histories) -> None:
+    """Refuse data whose ids the model cannot embed, and DPT on data without optimal actions."""
+    for name, upper, field_ in (("observations", model_config.num_obs, "num_obs"),
+                                ("actions", model_config.num_actions, "num_actions")):
+        largest = int(getattr(histories, name).max())
+        if largest >= upper:
+            raise ValueError(f"the data has {name} up to {largest} but the model takes {field_}={upper} (ids 0 to "
+                             f"{upper - 1}): size the model to the data (recipes.model_config)")
+    if getattr(histories, model_config.target, None) is None:
+        raise ValueError(f"a {model_config.kind} model learns {model_config.target}, which the data lacks: train "
+                         f"'ad', or collect data that records them")
 
 
 def learning_rate_factor(update: int, config: TrainConfig) -> float:
@@ -291,13 +315,14 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     """
     if histories.num_steps < config.context_steps:
         raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
+    check_data_fits_model(model_config, histories)
+    device = pick_device(config.device)
+    check_batch_memory(model_config, config, device)
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is None and resume:
         raise ValueError("resume=True needs out_dir, the folder of the checkpoint to continue")
     if out_dir is not None:
         prepare_out_dir(out_dir, resume, overwrite)
-    device = pick_device(config.device)
-    check_batch_memory(model_config, config, device)
     torch.manual_seed(config.seed)
     model = ICRLTransformer(model_config).to(device)
     windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)

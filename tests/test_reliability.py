@@ -469,3 +469,32 @@ def test_weights_of_the_wrong_type_are_a_clear_error(tmp_path, damage, capsys):
 def test_a_history_path_that_is_a_folder_is_a_clear_error(tmp_path, capsys):
     status, err = run_cli(capsys, "train", "--data", tmp_path, "--out", tmp_path / "ck", *TINY_TRAIN)
     assert status == 2 and "no such history file" in err
+
+
+@pytest.mark.parametrize("exploration, message", [
+    ('{"floor": 2}', "it must name a schedule and its settings"),
+    ('{"schedule": "linear", "flor": 2}', "unexpected keyword argument 'flor'"),
+    ("3", "it must name a schedule"),
+])
+def test_a_malformed_exploration_schedule_is_a_clear_error(tmp_path, capsys, exploration, message):
+    status, err = run_cli(capsys, "collect", "--num-steps", "20", "--source", "q_learning", "--option",
+                          f"exploration={exploration}", "--out", tmp_path / "d.h5")
+    assert status == 2 and "exploration=" in err and message in err, err
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "is not a device torch knows"),
+                                             ("cuda:99", "is not available here")])
+def test_an_unknown_or_absent_device_is_refused_before_anything_is_written(tmp_path, data, device, message):
+    with pytest.raises(ValueError, match=message):
+        train(ADConfig(**MODEL), data, TrainConfig(**{**RUN, "device": device}), out_dir=tmp_path / "ck", progress=False)
+    assert not (tmp_path / "ck").exists()
+
+
+def test_data_the_model_cannot_read_is_refused(data):
+    with pytest.raises(ValueError, match="the data has observations up to .* but the model takes num_obs=25"):
+        train(ADConfig(**{**MODEL, "num_obs": 25, "obs_factors": (5, 5)}), data, TrainConfig(**RUN), progress=False)
+    plain = Histories(data.observations, data.actions, data.rewards, data.dones, data.tasks, metadata=data.metadata)
+    from icrl_lab.models import DPTConfig
+
+    with pytest.raises(ValueError, match="a dpt model learns optimal_actions, which the data lacks"):
+        train(DPTConfig(**MODEL), plain, TrainConfig(**RUN), progress=False)
