@@ -498,3 +498,21 @@ def test_data_the_model_cannot_read_is_refused(data):
 
     with pytest.raises(ValueError, match="a dpt model learns optimal_actions, which the data lacks"):
         train(DPTConfig(**MODEL), plain, TrainConfig(**RUN), progress=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path, data, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py, "File", full)
+    with pytest.raises(ValueError, match="cannot write .*No space left on device.*nothing was written"):
+        data.save(tmp_path / "data.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_models_saved_before_the_hashes_still_load(tmp_path):
+    save_model(ICRLTransformer(ADConfig(**MODEL)), tmp_path)
+    record = json.loads((tmp_path / "config.json").read_text())
+    del record["weights_sha256"], record["config_sha256"]
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert load_model(tmp_path)[0].config == ADConfig(**MODEL)
