@@ -9,12 +9,16 @@
 
 The options of collect, train and evaluate are the fields of the specs they build (`recipes.CollectSpec`,
 `models.ADConfig`, `train.TrainConfig`, `evaluate.Protocol`), so each default lives in its spec alone.
-Each subcommand prints one JSON object as its last line.
+Each subcommand prints one JSON object as its last line. Bad input, and files that cannot be read or
+written, end it with "error: ..." (what is wrong and how to fix it) and exit status 2; Ctrl-C ends it with
+exit status 130. Nothing is replaced without --overwrite, and nothing is left half-written: files are
+written under temporary names and renamed into place (see icrl_lab.histories and icrl_lab.train).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -66,17 +70,64 @@ def _command() -> str:
     return "python -m icrl_lab " + shlex.join(sys.argv[1:])
 
 
+# CollectSpec fields only the noise-distillation source reads, and the one only bandits read.
+NOISE_DISTILLATION_FIELDS = ("max_perf", "floor", "schedule")
+
+
+def _check_seed(seed):
+    from .sources import check_seed
+
+    return check_seed(seed, "--seed")
+
+
+def _check_writable_folder(folder: Path, what: str):
+    """Refuse early (before any work) a folder that cannot be written into."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FileExistsError(f"{what}: {existing} is not a folder; choose a path inside a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what}: cannot write into {existing} (permission denied); choose a folder you can "
+                              f"write to")
+
+
+def _parse_options(options: list[str]) -> dict:
+    parsed = {}
+    for option in options:
+        name, equals, value = option.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--option {option!r} is not NAME=JSON: write e.g. --option concentration=1.0")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"--option {option!r}: the value {value!r} is not JSON; write a number (1.0), true/false, "
+                             f"a quoted string ('\"linear\"') or an object") from None
+    return parsed
+
+
 def collect(args) -> dict:
     out = Path(args.out)
     if out.exists() and not (args.overwrite and out.is_file()):
         raise FileExistsError(f"--out {out} exists: pass --overwrite to replace it, or choose another path"
                               if out.is_file() else f"--out {out} exists and is not a regular file: choose a file path")
-    options = dict(option.split("=", 1) for option in args.option)
-    spec = CollectSpec(family=args.env, options={k: json.loads(v) for k, v in options.items()},
-                       **spec_values(args, CollectSpec))
+    _check_writable_folder(out.parent, f"--out {out}")
+    _check_seed(args.seed)
+    values = spec_values(args, CollectSpec)
+    source = values.get("source", "noise_distillation")
+    if source == "noise_distillation" and args.option:
+        raise ValueError(f"--option is not read by the noise_distillation source ({args.option} given): its settings "
+                         f"are --max-perf, --floor and --schedule; --option is for --source "
+                         f"q_learning/ucb1/thompson/random")
+    ignored = [f"--{name.replace('_', '-')}" for name in NOISE_DISTILLATION_FIELDS
+               if source != "noise_distillation" and name in values]
+    if args.env != "BernoulliBandit" and "num_tasks" in values:
+        ignored.append("--num-tasks (grids use the paper's task split)")
+    if ignored:
+        raise ValueError(f"{ignored} would be ignored with --env {args.env} --source {source}: leave them out")
+    spec = CollectSpec(family=args.env, options=_parse_options(args.option), **values)
     histories = spec.collect(seed=args.seed, command=_command())
+    summary = histories.summary()  # before saving: data it cannot summarise is refused, not written
     histories.save(out)
-    return {"out": str(out), **histories.summary()}
+    return {"out": str(out), **summary}
 
 
 def train_command(args) -> dict:
@@ -85,11 +136,12 @@ def train_command(args) -> dict:
     from .train import train
 
     histories = load_histories(args.data)
-    metadata = histories.metadata
-    config = model_config(metadata["env_family"], args.kind, metadata["env_kwargs"], **spec_values(args, ADConfig))
+    provenance = histories.provenance()
+    config = model_config(provenance.env_family, args.kind, provenance.env_kwargs, **spec_values(args, ADConfig))
     train_config = TrainConfig(checkpoint_every=args.checkpoint_every, **spec_values(args, TrainConfig))
-    record = {"command": _command(), "data_path": str(args.data), **asdict(histories.provenance())}
-    _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record)
+    record = {"command": _command(), "data_path": str(args.data), **asdict(provenance)}
+    _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record,
+                   overwrite=args.overwrite)
     return {"out": str(args.out), "updates": train_config.updates, "final_loss": log[-1]["loss"],
             "seconds": log[-1]["seconds"]}
 
@@ -102,6 +154,7 @@ def evaluate_command(args) -> dict:
     from .recipes import evaluate_checkpoint, load_shipped, save_evaluation
     from .train import pick_device
 
+    _check_seed(args.seed)
     torch.set_num_threads(1)  # one token per task and step: small matrix products run fastest on one thread
     loaded = [load_shipped(name, device=pick_device()) if name in RECIPES and not Path(name).exists()
               else load_model(name, device=pick_device()) for name in args.checkpoint]
@@ -136,7 +189,8 @@ def probe_command(args) -> dict:
 def reproduce_command(args) -> dict:
     from .recipes import reproduce
 
-    results = reproduce(args.recipe, args.out, seed=args.seed, command=_command())
+    _check_seed(args.seed)
+    results = reproduce(args.recipe, args.out, seed=args.seed, command=_command(), overwrite=args.overwrite)
     return {"out": str(args.out), **results["figures"], **results["timings"]}
 
 
@@ -186,6 +240,8 @@ def main(argv=None):
     add_spec_options(p, TrainConfig, "training (train.TrainConfig)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint in --out (and the results.json, figure.png, evaluation.json made from it)")
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint in context under a paper's protocol, with controls")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint folder, or a recipe name for its shipped checkpoint "
@@ -207,6 +263,7 @@ def main(argv=None):
     p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("--out", required=True, help="directory for the checkpoint, results.json and figure.png")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint and results already in --out")
 
     p = commands.add_parser("course", help="run the course notebooks in order with papermill; print their headline cells")
     p.add_argument("--notebooks", default="notebooks")
@@ -217,6 +274,11 @@ def main(argv=None):
            "reproduce": reproduce_command, "course": course_command}[args.command]
     try:
         result = run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted: files being written were removed; earlier files and checkpoints are as they "
+                         "were\n")
+    except (ValueError, OSError) as error:  # OSError: FileNotFoundError, FileExistsError, PermissionError, ...
+        if isinstance(error, OSError) and error.filename is not None:
+            error = f"cannot use {error.filename}: {error.strerror or error}; check the path and its permissions"
         parser.exit(2, f"error: {error}\n")
     print(json.dumps(result))

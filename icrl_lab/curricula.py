@@ -12,8 +12,8 @@ import numpy as np
 from .envs import make_batched
 from .histories import Histories
 from .schedules import LinearSchedule
-from .sources import (EpsilonGreedyDemonstrator, call_repr, check_positive, collection_metadata, episode_returns,
-                      optimal_returns, rollout)
+from .sources import (EpsilonGreedyDemonstrator, call_repr, check_episode_fits, check_positive, check_seed,
+                      collection_metadata, episode_returns, optimal_returns, rollout)
 
 
 def demonstrator_return(family: str, tasks, epsilon: float, episodes_per_task: int = 64, seed: int = 0,
@@ -82,6 +82,8 @@ def collect_noise_distillation(family: str, tasks, num_steps: int, max_perf: flo
     tasks = np.asarray(tasks)
     if len(tasks) == 0:
         raise ValueError("tasks is empty: give at least one task to collect histories for")
+    check_seed(seed)
+    check_episode_fits(num_steps, make_batched(family, tasks[:1], **env_kwargs), family)
     if floor is not None and not 0.0 <= floor <= 1.0:
         raise ValueError(f"floor={floor!r} is not allowed: an epsilon floor lies in [0, 1]")
     schedule = (schedule or LinearSchedule()).with_floor(

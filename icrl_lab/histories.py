@@ -15,11 +15,18 @@ policy that made it improved. A dataset holds many histories of the same number 
 File format (HDF5, one file a dataset): the arrays above as datasets at the root, gzip-compressed and
 chunked by history, and the root attributes ``format = "icrl_lab.histories"``, ``format_version = 1`` and
 ``metadata`` (JSON: environment family and keyword arguments, source and its parameters, seed, package
-version, and the call that made it). Files are written to a temporary name and renamed into place, so an
-interrupted write never leaves a file that looks complete.
+version, and the call that made it) and ``checksums`` (JSON: the sha256 of every array, see
+`array_sha256`), which loading verifies, so that a damaged file is refused rather than read as other data.
+Loading also checks that the tasks, observations and actions lie inside the environment the metadata names.
+
+Files are written to a temporary name (``.NAME.PID.tmp`` beside the file) and renamed into place, so an
+interrupted write never leaves a file that looks complete. An interrupted Python process removes its
+temporary file; one killed outright (SIGKILL, power loss) can leave it behind, and the next save to the
+same path removes it once the process that wrote it is gone.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -36,6 +43,14 @@ OPTIONAL_STEP_ARRAYS = ("epsilon", "optimal_actions")
 
 class HistoryFileError(ValueError):
     """A history file that is missing, truncated, corrupt or not in icrl_lab's format."""
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order): what a history file records per array."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,41 @@ class Histories:
                 raise ValueError(f"{name} has shape {array.shape} but observations have {shape}: every step array must match")
         if len(self.tasks) != shape[0]:
             raise ValueError(f"tasks has {len(self.tasks)} rows but there are {shape[0]} histories")
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"observations have shape {shape}: a dataset needs at least one history (task) of at "
+                             f"least one step")
+
+    def checksums(self) -> dict:
+        """sha256 of every array (see `array_sha256`), by name."""
+        return {name: array_sha256(getattr(self, name)) for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",)
+                if getattr(self, name) is not None}
+
+    def sha256(self) -> str:
+        """One sha256 of all the arrays: what a training run records to recognise its data again."""
+        return hashlib.sha256(json.dumps(self.checksums(), sort_keys=True).encode()).hexdigest()
+
+    def check_env(self):
+        """Refuse data that cannot come from the environment its metadata names: tasks the environment
+        refuses (a goal off the grid), observations or actions out of range, rewards that are not finite."""
+        family = self.metadata.get("env_family")
+        if family is None:
+            return
+        from .envs import make_batched
+
+        try:
+            env = make_batched(family, self.tasks, **self.metadata.get("env_kwargs", {}))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"the tasks do not fit the {family} environment of the metadata: {error}") from None
+        for name, upper in (("observations", env.num_obs), ("actions", env.num_actions),
+                            ("optimal_actions", env.num_actions)):
+            array = getattr(self, name)
+            if array is not None and (array.min() < 0 or array.max() >= upper):
+                raise ValueError(f"{name} run from {array.min()} to {array.max()} but the {family} environment of the "
+                                 f"metadata has ids 0 to {upper - 1}")
+        if not np.all(np.isfinite(self.rewards)):
+            raise ValueError("rewards holds non-finite values (NaN or inf)")
+        if self.epsilon is not None and not np.all((self.epsilon >= 0) & (self.epsilon <= 1)):
+            raise ValueError("epsilon holds values outside [0, 1]")
 
     @property
     def num_histories(self) -> int:
@@ -106,6 +156,11 @@ class Histories:
     def summary(self) -> dict:
         """Headline numbers: size, first and last episode's mean return, lowest noise level."""
         returns = self.episode_returns()
+        short = int(np.sum(np.all(np.isnan(returns), axis=1))) if returns.size else self.num_histories
+        if short:
+            raise ValueError(f"{short} of the {self.num_histories} histories hold no complete episode in their "
+                             f"{self.num_steps} steps: collect histories of at least one episode (the environment's "
+                             f"horizon) each")
         last = np.array([row[~np.isnan(row)][-1] for row in returns]) if returns.size else np.array([np.nan])
         out = {
             "histories": self.num_histories,
@@ -121,18 +176,32 @@ class Histories:
 
     def provenance(self) -> Provenance:
         """What a model trained on this data records of it (see Provenance)."""
+        missing = [key for key in ("env_family", "env_kwargs") if key not in self.metadata]
+        if missing:
+            raise ValueError(f"the histories' metadata lacks {missing}: a model cannot be trained or evaluated without "
+                             f"knowing its environment; re-collect them with `python -m icrl_lab collect` (or add the "
+                             f"keys to the metadata)")
         return Provenance(self.metadata["env_family"], self.metadata["env_kwargs"], self.metadata,
                           self.summary()["mean_return_last_episode"])
 
     def save(self, path) -> Path:
-        """Write the dataset to an HDF5 file atomically (temporary file, then rename)."""
+        """Write the dataset to an HDF5 file atomically (temporary file, then rename).
+
+        path must be a regular file or not exist: a folder or a device (/dev/full) is refused. The file's
+        `checksums` attribute holds every array's sha256, which `load_histories` verifies."""
         path = Path(path)
+        if path.exists() and not path.is_file():
+            raise FileExistsError(f"{path} exists and is not a regular file: choose a file path for the histories")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise FileExistsError(f"{path.parent} is not a folder: choose a file path inside a folder")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"], f.attrs["format_version"] = FORMAT, FORMAT_VERSION
                 f.attrs["metadata"] = json.dumps(self.metadata)
+                f.attrs["checksums"] = json.dumps(self.checksums())
                 chunk_rows = max(1, min(self.num_histories, 2**20 // max(1, self.num_steps)))
                 for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS:
                     array = getattr(self, name)
@@ -141,9 +210,30 @@ class Histories:
                                          shuffle=True, chunks=(chunk_rows, self.num_steps))
                 f.create_dataset("tasks", data=self.tasks)
             os.replace(tmp, path)
+        except PermissionError as error:
+            raise PermissionError(f"cannot write {path}: {error.strerror}; choose a folder you can write to") from None
+        except OSError as error:
+            if isinstance(error, (FileNotFoundError, FileExistsError)):
+                raise
+            raise ValueError(f"cannot write {path} ({error}); nothing was written: free some space or choose "
+                             f"another path") from error
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+
+def _remove_stale_temporaries(path: Path):
+    """Remove .NAME.PID.tmp files beside `path` left by a process that was killed outright and is gone."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's process), or not a pid: leave it
 
 
 def load_histories(path) -> Histories:
@@ -163,14 +253,21 @@ def load_histories(path) -> Histories:
                 raise HistoryFileError(f"{path} lacks the arrays {missing}: it is incomplete, re-create it")
             arrays = {name: f[name][()] for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",) if name in f}
             metadata = json.loads(f.attrs["metadata"])
+            checksums = json.loads(f.attrs["checksums"]) if "checksums" in f.attrs else {}
     except HistoryFileError:
         raise
     except (OSError, KeyError, ValueError) as error:
         raise HistoryFileError(f"{path} is truncated or corrupt and cannot be read ({error}); re-create it") from error
+    for name, expected in checksums.items():
+        if name in arrays and array_sha256(arrays[name]) != expected:
+            raise HistoryFileError(f"{path}: the array {name!r} does not match the sha256 recorded when the file was "
+                                   f"saved, so the file was damaged or changed since; re-create it (or copy it again)")
     try:
-        return Histories(**arrays, metadata=metadata)
+        histories = Histories(**arrays, metadata=metadata)
+        histories.check_env()
     except ValueError as error:
         raise HistoryFileError(f"{path} holds inconsistent arrays: {error}; re-create it") from error
+    return histories
 
 
 def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,10 @@ logits of running the whole stream at once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -49,6 +51,12 @@ class ADConfig:
 
     def __post_init__(self):
         self.obs_factors = tuple(int(f) for f in self.obs_factors)
+        for name in ("num_obs", "num_actions", "window_steps", "tokens_per_step", "d_model", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name}={value!r} is not allowed: it must be an integer")
+        if self.n_head < 1:  # checked first: the d_model check divides by it
+            raise ValueError(f"n_head={self.n_head!r} is not allowed: it must be >= 1")
         checks = [
             ("num_obs", self.num_obs >= 1, ">= 1"), ("num_actions", self.num_actions >= 2, ">= 2"),
             ("window_steps", self.window_steps >= 1, ">= 1"), ("tokens_per_step", self.tokens_per_step in (1, 3), "1 or 3"),
@@ -262,27 +270,59 @@ def attention_per_step(weights: torch.Tensor, tokens_per_step: int) -> torch.Ten
     return queries.unflatten(-1, (-1, tokens_per_step)).sum(-1)
 
 
+# What the weights mean: a config.json whose hash of these no longer matches was edited after saving.
+MEANING_KEYS = ("kind", "config", "env_family", "env_kwargs")
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def meaning_sha256(record: dict) -> str:
+    """sha256 of the parts of a checkpoint record that say how to read its weights (MEANING_KEYS)."""
+    meaning = {key: record[key] for key in MEANING_KEYS if key in record}
+    return hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
+
+
 def save_model(model: ICRLTransformer, directory, extra: dict | None = None) -> Path:
-    """Weights as safetensors and the config (plus `extra`, e.g. training figures) as JSON, beside each other."""
+    """Weights as safetensors and the config (plus `extra`, e.g. training figures) as JSON, beside each other.
+
+    config.json also records `weights_sha256` (of model.safetensors) and `config_sha256` (of the kind,
+    config, env_family and env_kwargs), which `load_model` verifies: corrupt weights, or a config.json
+    edited afterwards (another window_steps or env_family), are refused instead of loaded. The weights
+    are written first, config.json last, each to a temporary name and renamed into place.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory: choose a folder for the model")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for name, write in (("model.safetensors", lambda p: save_file(state, p)),
-                        ("config.json", lambda p: p.write_text(json.dumps(
-                            {"kind": model.config.kind, "config": asdict(model.config), **(extra or {})}, indent=2)))):
-        tmp = directory / f".{name}.tmp"
-        write(tmp)
-        tmp.replace(directory / name)
+    record = {"kind": model.config.kind, "config": asdict(model.config), **(extra or {})}
+    weights_tmp = directory / ".model.safetensors.tmp"
+    try:
+        save_file(state, weights_tmp)
+        record["weights_sha256"] = file_sha256(weights_tmp)
+        record["config_sha256"] = meaning_sha256(record)
+        config_tmp = directory / ".config.json.tmp"
+        config_tmp.write_text(json.dumps(record, indent=2))
+        weights_tmp.replace(directory / "model.safetensors")
+        config_tmp.replace(directory / "config.json")
+    finally:
+        weights_tmp.unlink(missing_ok=True)
+        (directory / ".config.json.tmp").unlink(missing_ok=True)
     return directory
 
 
-def load_model(directory, device=None) -> tuple[ICRLTransformer, dict]:
-    """Load a model saved by `save_model`; returns the model (in eval mode) and the JSON record."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def check_model_files(directory) -> dict:
+    """The record in directory/config.json, after checking that model.safetensors and the record's config
+    are those saved together (`weights_sha256`, `config_sha256`; records from before these were kept
+    are taken as they are). Raises ValueError naming what does not match."""
     directory = Path(directory)
     config_path, weights_path = directory / "config.json", directory / "model.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
@@ -290,11 +330,37 @@ def load_model(directory, device=None) -> tuple[ICRLTransformer, dict]:
                                 f"(written by icrl_lab.models.save_model or `python -m icrl_lab train`)")
     try:
         record = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{directory} holds a corrupt or incompatible model (config.json is not JSON: {error}); "
+                         f"re-create it") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"{directory} holds a corrupt or incompatible model (config.json is not a JSON object); re-create it")
+    if "weights_sha256" in record and file_sha256(weights_path) != record["weights_sha256"]:
+        raise ValueError(f"{weights_path} does not match the weights_sha256 in config.json: the weights are corrupt or "
+                         f"incompatible (changed or damaged after saving, or from another save); re-create or re-copy "
+                         f"the checkpoint")
+    if "config_sha256" in record and meaning_sha256(record) != record["config_sha256"]:
+        changed = [key for key in MEANING_KEYS if key in record]
+        raise ValueError(f"{config_path} was edited after saving: its {changed} no longer match the config_sha256 "
+                         f"saved with the weights (e.g. another window_steps or env_family), so the weights would be "
+                         f"read wrongly; restore the original config.json, or re-train with the settings you want")
+    return record
+
+
+def load_model(directory, device=None) -> tuple[ICRLTransformer, dict]:
+    """Load a model saved by `save_model`; returns the model (in eval mode) and the JSON record.
+    The weights and config are verified against the hashes saved with them (see `check_model_files`)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    record = check_model_files(directory)
+    try:
         config_class = CONFIGS[record["kind"]]
         names = {f.name for f in fields(config_class)}
         config = config_class(**{k: v for k, v in record["config"].items() if k in names})
         model = ICRLTransformer(config)
-        model.load_state_dict(load_file(weights_path))
+        model.load_state_dict(load_file(directory / "model.safetensors"))
     except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
         raise ValueError(f"{directory} holds a corrupt or incompatible model ({error}); re-create it") from error
     return model.to(device or "cpu").eval(), record

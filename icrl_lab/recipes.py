@@ -65,7 +65,14 @@ class CollectSpec:
                                               env_kwargs=self.env_kwargs, command=command)
         options = dict(self.options)
         if "exploration" in options:
-            options["exploration"] = make_schedule(**options["exploration"])
+            exploration = options["exploration"]
+            if not isinstance(exploration, dict) or "schedule" not in exploration:
+                raise ValueError(f"exploration={exploration!r} is not allowed: it must name a schedule and its settings, "
+                                 f"e.g. {{\"schedule\": \"linear\", \"floor\": 0.05, \"floor_at\": 0.5}}")
+            try:
+                options["exploration"] = make_schedule(**exploration)
+            except TypeError as error:
+                raise ValueError(f"exploration={exploration!r} is not allowed: {error}") from None
         return collect_rl_histories(self.family, tasks, self.source, self.num_steps, self.histories_per_task, seed=seed,
                                     env_kwargs=self.env_kwargs, command=command, **options)
 
@@ -204,9 +211,10 @@ def save_evaluation(printed: dict, result: dict, folder: Path, record: dict):
 
 
 def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,
-              train_config: TrainConfig | None = None) -> dict:
+              train_config: TrainConfig | None = None, overwrite: bool = False) -> dict:
     """Collect, train and evaluate one recipe; write checkpoint, results.json and figure.png to out_dir.
-    train_config: the recipe's own by default (with `seed`); a shorter one makes a quick version."""
+    train_config: the recipe's own by default (with `seed`); a shorter one makes a quick version.
+    A checkpoint already in out_dir is refused unless overwrite=True (see train)."""
     recipe = get_recipe(name)
     out_dir = Path(out_dir)
     command = command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})"
@@ -216,7 +224,7 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     record = {"recipe": {"name": name}, "seed": seed, "command": command, **asdict(data.provenance())}
     started = time.perf_counter()
     config = train_config or replace(recipe.train, seed=seed, checkpoint_every=500)
-    model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress)
+    model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress, overwrite=overwrite)
     timings["train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     figures, result = evaluate_checkpoint(model, record, seed=seed)
@@ -224,8 +232,10 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     timings["total_seconds"] = sum(timings.values())
     results = {"recipe": name, "seed": seed, "command": command, "figures": figures, "timings": timings,
                "final_loss": log[-1]["loss"], "claim": recipe.claim}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    save_figure(recipe.description, figures, result, out_dir / "figure.png")
+    (out_dir / ".results.json.tmp").write_text(json.dumps(results, indent=2))
+    (out_dir / ".results.json.tmp").replace(out_dir / "results.json")
+    save_figure(recipe.description, figures, result, out_dir / ".figure.tmp.png")
+    (out_dir / ".figure.tmp.png").replace(out_dir / "figure.png")
     return results
 
 
@@ -260,5 +270,5 @@ def load_or_reproduce(name: str, full: bool = False, directory=None, seed: int =
                          f"-y 'full: false', not the string 'false')")
     if full:
         directory = Path(directory or "runs/checkpoints")
-        reproduce(name, directory / name, seed=seed)
+        reproduce(name, directory / name, seed=seed, overwrite=True)  # full=True asks for a fresh one
     return load_shipped(name, directory, device=device)

@@ -16,6 +16,10 @@ measure a policy, and `call_repr` and `collection_metadata` to record where the 
 """
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
+
 import numpy as np
 
 from . import __version__
@@ -107,8 +111,10 @@ class RandomPolicy:
         if concentration is None:
             self.probs = np.full((num_envs, num_actions), 1.0 / num_actions)
         else:
-            if concentration <= 0:
-                raise ValueError(f"concentration={concentration} is not allowed: it must be > 0")
+            if (isinstance(concentration, bool) or not isinstance(concentration, numbers.Real)
+                    or not (math.isfinite(concentration) and concentration > 0)):
+                raise ValueError(f"concentration={concentration!r} is not allowed: it must be a finite number > 0 "
+                                 f"(1.0 draws action distributions uniformly; below 1 they favour one action)")
             self.probs = self.rng.dirichlet(np.full(num_actions, concentration), size=num_envs)
         self.cumulative = np.cumsum(self.probs, axis=1)
 
@@ -126,9 +132,9 @@ class QLearning:
 
     def __init__(self, num_envs: int, num_obs: int, num_actions: int, num_steps: int, exploration,
                  learning_rate: float = 0.5, discount: float = 0.9, seed: int | None = None):
-        if not 0 < learning_rate <= 1:
-            raise ValueError(f"learning_rate={learning_rate} is not allowed: it must be in (0, 1]")
-        if not 0 <= discount < 1:
+        if not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate <= 1:
+            raise ValueError(f"learning_rate={learning_rate!r} is not allowed: it must be in (0, 1]")
+        if not isinstance(discount, numbers.Real) or not 0 <= discount < 1:
             raise ValueError(f"discount={discount} is not allowed: it must be in [0, 1)")
         self.q = np.zeros((num_envs, num_obs, num_actions))
         self.epsilon = exploration.values(num_steps)
@@ -153,6 +159,8 @@ class UCB1:
     """Upper confidence bound for bandits: play each arm once, then argmax of mean + c * sqrt(2 ln t / n)."""
 
     def __init__(self, num_envs: int, num_actions: int, c: float = 1.0):
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (math.isfinite(c) and c >= 0):
+            raise ValueError(f"c={c!r} is not allowed: UCB1's exploration weight must be a finite number >= 0")
         self.counts = np.zeros((num_envs, num_actions))
         self.sums = np.zeros((num_envs, num_actions))
         self.c = c
@@ -187,6 +195,9 @@ class ThompsonSampling:
         self.failures[self.rows, actions] += 1 - rewards
 
 
+POLICIES = {"q_learning": QLearning, "ucb1": UCB1, "thompson": ThompsonSampling, "random": RandomPolicy}
+
+
 def optimal_returns(family: str, tasks, seed: int = 0, **env_kwargs) -> np.ndarray:
     """Each task's return under the optimal policy (expected return for bandits)."""
     return make_batched(family, tasks, **env_kwargs).optimal_returns(seed=seed)
@@ -197,6 +208,24 @@ def check_positive(name: str, value) -> int:
     if not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1")
     return int(value)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A random seed, refused unless an integer in [0, MAX_SEED] (what every generator here accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name}={seed!r} is not allowed: it must be an integer from 0 to {MAX_SEED}")
+    return int(seed)
+
+
+def check_episode_fits(num_steps: int, env, family: str) -> None:
+    """Refuse histories shorter than one episode: they would hold no return to learn from or measure."""
+    if num_steps < env.horizon:
+        raise ValueError(f"num_steps={num_steps} is shorter than one {family} episode ({env.horizon} steps): "
+                         f"give num_steps >= {env.horizon} (a multiple of it gives whole episodes), or a shorter "
+                         f"horizon in env_kwargs")
 
 
 def call_repr(function: str, **arguments) -> str:
@@ -224,8 +253,19 @@ def collect_rl_histories(family: str, tasks, algorithm: str, num_steps: int, his
                                    env_kwargs=env_kwargs, **algorithm_kwargs)
     env_kwargs = dict(env_kwargs or {})
     num_steps = check_positive("num_steps", num_steps)
+    check_seed(seed)
+    if algorithm not in POLICIES:
+        raise ValueError(f"algorithm={algorithm!r} is not one of 'q_learning', 'ucb1', 'thompson', 'random'")
+    allowed = set(inspect.signature(POLICIES[algorithm]).parameters) - {"num_envs", "num_obs", "num_actions",
+                                                                         "num_steps", "seed"}
+    unknown = sorted(set(algorithm_kwargs) - allowed)
+    if unknown:
+        raise ValueError(f"{unknown} are not options of {algorithm}: it takes {sorted(allowed) or 'none'}")
+    if len(np.asarray(tasks)) == 0:
+        raise ValueError("tasks is empty: give at least one task to collect histories for")
     tasks = np.repeat(np.asarray(tasks), check_positive("histories_per_task", histories_per_task), axis=0)
     env = make_batched(family, tasks, **env_kwargs)
+    check_episode_fits(num_steps, env, family)
     n, obs, acts = env.num_envs, env.num_obs, env.num_actions
     rng = np.random.default_rng(seed)
     policy_seed, env_seed = (int(s) for s in rng.integers(2**31, size=2))
@@ -237,10 +277,8 @@ def collect_rl_histories(family: str, tasks, algorithm: str, num_steps: int, his
         policy = UCB1(n, acts, **algorithm_kwargs)
     elif algorithm == "thompson":
         policy = ThompsonSampling(n, acts, seed=policy_seed, **algorithm_kwargs)
-    elif algorithm == "random":
-        policy = RandomPolicy(n, acts, seed=policy_seed, **algorithm_kwargs)
     else:
-        raise ValueError(f"algorithm={algorithm!r} is not one of 'q_learning', 'ucb1', 'thompson', 'random'")
+        policy = RandomPolicy(n, acts, seed=policy_seed, **algorithm_kwargs)
     steps = rollout(env, policy, num_steps, seed=env_seed)
     source = {"name": algorithm, **algorithm_kwargs}
     return Histories(**steps, tasks=tasks, metadata=collection_metadata(family, env_kwargs, source, seed, command))

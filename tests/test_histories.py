@@ -25,7 +25,8 @@ def test_round_trip_keeps_every_array_and_the_metadata(histories, tmp_path):
 
 
 def test_round_trip_without_optional_arrays(tmp_path):
-    data = collect_rl_histories("BernoulliBandit", bandit_tasks(3), "thompson", num_steps=50, seed=0)
+    data = collect_rl_histories("BernoulliBandit", bandit_tasks(3), "thompson", num_steps=50, seed=0,
+                                env_kwargs={"horizon": 50})
     data.optimal_actions = None
     loaded = load_histories(data.save(tmp_path / "bandit.h5"))
     assert loaded.epsilon is None and loaded.optimal_actions is None

@@ -40,7 +40,7 @@ def test_bandit_algorithms_learn_the_best_arm(algorithm):
 
 def test_random_policy_with_dirichlet_mixing_varies_across_tasks():
     histories = collect_rl_histories("BernoulliBandit", bandit_tasks(50, seed=0), "random", num_steps=400,
-                                     seed=0, concentration=0.3)
+                                     seed=0, concentration=0.3, env_kwargs={"horizon": 400})
     shares = np.stack([(histories.actions == a).mean(axis=1) for a in range(5)], axis=1)
     assert shares.max(axis=1).mean() > 0.5, "Dirichlet(0.3) mixtures favour a few arms in each task"
 

@@ -26,20 +26,47 @@ def check_horizon(horizon: int) -> int:
     return int(horizon)
 
 
-def check_cell(name: str, cell, size: int) -> tuple[int, int]:
-    """Validate a (row, col) pair that must lie on the grid."""
+def _integral(values) -> bool:
+    """True if every value is a whole number (2 or 2.0, not 2.7, NaN or True)."""
+    values = np.asarray(values)
+    if values.dtype == bool or values.dtype == object and any(isinstance(v, bool) for v in values.ravel()):
+        return False
     try:
-        row, col = (int(v) for v in cell)
+        values = values.astype(np.float64)
     except (TypeError, ValueError):
+        return False
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def check_integral(name: str, values):
+    """`values` (an array or nested lists), refused unless every entry is a whole number: a goal (2.7, 3)
+    must not silently become (2, 3)."""
+    raw = np.asarray(values)
+    if raw.size and not _integral(raw):
+        bad = next(v for v in raw.ravel() if not _integral([v]))
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ValueError(f"{name} must hold whole numbers (cell rows and columns), but holds {bad!r}")
+    return raw
+
+
+def check_cell(name: str, cell, size: int) -> tuple[int, int]:
+    """Validate a (row, col) pair of whole numbers that must lie on the grid."""
+    try:
+        values = tuple(cell)
+        whole = len(values) == 2 and _integral(values) and not any(isinstance(v, (bool, np.bool_)) for v in values)
+    except TypeError:
+        whole = False
+    if not whole:
         raise ValueError(f"{name}={cell!r} is not a (row, col) pair of integers") from None
+    row, col = (int(v) for v in values)
     if not (0 <= row < size and 0 <= col < size):
         raise ValueError(f"{name}={cell!r} lies outside the {size}x{size} grid: rows and columns run from 0 to {size - 1}")
     return row, col
 
 
 def check_cells(name: str, cells, size: int) -> np.ndarray:
-    """Validate an array of (row, col) pairs, shape (n, 2)."""
-    cells = np.asarray(cells, dtype=np.int64)
+    """Validate an array of (row, col) pairs of whole numbers, shape (n, 2)."""
+    cells = np.asarray(check_integral(name, cells), dtype=np.int64)
     if cells.ndim != 2 or cells.shape[1] != 2:
         raise ValueError(f"{name} must have shape (n, 2) of (row, col) pairs, got shape {cells.shape}")
     if cells.size and (cells.min() < 0 or cells.max() >= size):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import (ACTION_NAMES, DarkGridEnv, cell_id, check_cell, check_cells, check_horizon, check_size, draw_rgb, move,
-                   shortest_path_action)
+from .grid import (ACTION_NAMES, DarkGridEnv, cell_id, check_cell, check_cells, check_horizon, check_integral, check_size,
+                   draw_rgb, move, shortest_path_action)
 from .vector import BatchedEnv
 
 
@@ -90,7 +90,7 @@ class BatchedDarkKeyToDoor(BatchedEnv):
         self._init_vector(tasks, num_envs, autoreset_mode, render_mode, {"size": size, "horizon": horizon})
 
     def check_tasks(self, tasks) -> np.ndarray:
-        tasks = np.asarray(tasks, dtype=np.int64)
+        tasks = np.asarray(check_integral("tasks", tasks), dtype=np.int64)
         if tasks.ndim != 2 or tasks.shape[1] != 4:
             raise ValueError(f"tasks must have shape (n, 4) of (key_row, key_col, door_row, door_col), got {tasks.shape}")
         check_cells("keys", tasks[:, :2], self.size)
