@@ -8,7 +8,7 @@ import pytest
 from icrl_lab import curricula
 from icrl_lab.curricula import calibrate_floor, collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
-from icrl_lab.recipes import RECIPES, collect_data
+from icrl_lab.recipes import RECIPES
 from icrl_lab.schedules import ExponentialSchedule, LinearSchedule, StepSchedule, make_schedule
 from icrl_lab.sources import collect_rl_histories, optimal_returns
 
@@ -214,18 +214,18 @@ def test_fast_and_step_by_step_paths_follow_the_schedule_step_by_step(monkeypatc
 
 
 def test_q_learning_recipe_collection_improves_and_records_its_exploration():
-    recipe = RECIPES["dark_room_q_learning"]
-    small = replace(recipe, data={**recipe.data, "histories_per_task": 2})
-    histories = collect_data(small, seed=0)
+    spec = RECIPES["dark_room_q_learning"].collect
+    small = replace(spec, histories_per_task=2)
+    histories = small.collect(seed=0)
     returns = histories.episode_returns()
-    assert returns.shape == (histories.num_histories, recipe.data["num_steps"] // 20)
+    assert returns.shape == (histories.num_histories, spec.num_steps // 20)
     first, middle, last = returns[:, 0].mean(), returns[:, 10:20].mean(), returns[:, -10:].mean()
     assert first < middle < last and last > 0.4 * optimal_returns("DarkRoom", histories.tasks).mean()
     source = histories.metadata["source"]
-    assert source["name"] == "q_learning" and source["learning_rate"] == recipe.data["learning_rate"]
-    assert source["exploration"] == make_schedule(**recipe.data["exploration"]).describe()
+    assert source["name"] == "q_learning" and source["learning_rate"] == spec.options["learning_rate"]
+    assert source["exploration"] == make_schedule(**spec.options["exploration"]).describe()
     assert set(source["exploration"]) == {"schedule", "start", "floor", "floor_at"}
     assert json.loads(json.dumps(histories.metadata)) == histories.metadata
     # The schedule is what the learner explores with: with epsilon held at 1 nothing is learnt.
-    random = collect_data(replace(small, data={**small.data, "exploration": {"schedule": "linear", "floor": 1.0}}))
-    assert random.episode_returns()[:, -10:].mean() < 0.1 * last
+    held = replace(small, options={**small.options, "exploration": {"schedule": "linear", "floor": 1.0}})
+    assert held.collect(seed=0).episode_returns()[:, -10:].mean() < 0.1 * last
