@@ -169,7 +169,7 @@ def evaluate_command(args) -> dict:
     printed = {"checkpoint": " ".join(args.checkpoint), "command": _command(), "ablation": ablation,
                "headline": headline(figures), **figures}
     if args.save:
-        save_evaluation(printed, result, Path(args.save), records[0])
+        save_evaluation(printed, result, Path(args.save), records[0], overrides.get("episodes"))
     return printed
 
 
@@ -251,7 +251,8 @@ def main(argv=None):
     p.add_argument("--tasks", choices=("train", "test", "all"), default="test")
     add_spec_options(p, Protocol, "protocol settings (evaluate.Protocol): setting decoding or temperature makes it an ablation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="DIR", help="also write DIR/evaluation.json (what is printed) and DIR/figure.png")
+    p.add_argument("--save", metavar="DIR", help="also write what is printed to DIR/evaluation.json and the figure to DIR/figure.png "
+                   "(with --episodes: DIR/evaluation-N-episodes.json only)")
 
     p = commands.add_parser("probe", help="how a checkpoint works: attention, ablations, interventions, probes, "
                                           "exploration; tables (CSV) and figures (PNG) into --out")

@@ -199,15 +199,23 @@ def save_figure(title: str, figures: dict, result: dict, path: Path):
     plt.close(ax.figure)
 
 
-def save_evaluation(printed: dict, result: dict, folder: Path, record: dict):
-    """An evaluation's JSON (evaluation.json) and figure (figure.png) in `folder`, each written whole."""
+def evaluation_file(episodes: int | None = None) -> str:
+    """Where `--save` puts an evaluation: evaluation.json under the protocol's own number of episodes,
+    evaluation-N-episodes.json for a shorter check (which the tests re-measure where the protocol is slow)."""
+    return "evaluation.json" if episodes is None else f"evaluation-{episodes}-episodes.json"
+
+
+def save_evaluation(printed: dict, result: dict, folder: Path, record: dict, episodes: int | None = None):
+    """An evaluation's JSON (see evaluation_file) in `folder`, and for the protocol's own number of
+    episodes its figure (figure.png), each written whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    recipe = recipe_of(record)
     tmp = folder / ".evaluation.json.tmp"
     tmp.write_text(json.dumps(printed, indent=2))
-    save_figure(recipe.description if recipe else str(printed["checkpoint"]), printed, result, folder / ".figure.tmp.png")
-    tmp.replace(folder / "evaluation.json")
-    (folder / ".figure.tmp.png").replace(folder / "figure.png")
+    if episodes is None:
+        recipe = recipe_of(record)
+        save_figure(recipe.description if recipe else str(printed["checkpoint"]), printed, result, folder / ".figure.tmp.png")
+        (folder / ".figure.tmp.png").replace(folder / "figure.png")
+    tmp.replace(folder / evaluation_file(episodes))
 
 
 def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,

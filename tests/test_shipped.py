@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from icrl_lab.evaluate import headline
-from icrl_lab.recipes import RECIPES, SHIPPED, SHIPPED_NAMES, evaluate_checkpoint, load_shipped
+from icrl_lab.recipes import RECIPES, SHIPPED, SHIPPED_NAMES, evaluate_checkpoint, evaluation_file, load_shipped
 
 # Greedy rollouts on Dark Room are deterministic; Key-to-Door's random starts and bandits' sampling are
 # not bit-stable across machines (a float difference can flip an action), hence the tolerances.
@@ -18,7 +18,8 @@ SHIPPED_KEYS = {"DarkRoom": ("first", "last10", "ratio_to_best_in_data", "memory
                              "best_in_data", "optimal"),
                 "BernoulliBandit": ("regret", "thompson_regret", "ucb_regret", "regret_to_thompson")}
 SHIPPED_KEYS["DarkKeyToDoor"] = SHIPPED_KEYS["DarkRoom"]
-# Key-to-Door's protocol plays 1000 episodes; the test re-measures a shorter run recorded beside it.
+# Key-to-Door's protocol plays 1000 episodes; the test re-measures a shorter run recorded beside it
+# (python -m icrl_lab evaluate key_to_door_adeps --seed 0 --episodes 100 --save icrl_lab/checkpoints/key_to_door_adeps).
 QUICK = {"key_to_door_adeps": 100}
 
 
@@ -47,10 +48,8 @@ def test_every_recipe_listed_here_is_shipped_with_its_provenance():
 @pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_shipped_checkpoint_reproduces_its_protocol_figures(name):
     model, record = load_shipped(name)
-    recorded = record["evaluation"]
     episodes = QUICK.get(name)
-    if episodes:
-        recorded = recorded["quick_check"]
+    recorded = json.loads((SHIPPED / name / evaluation_file(episodes)).read_text())
     measured, _ = evaluate_checkpoint(model, record, seed=recorded["evaluation_seed"], episodes=episodes)
     assert measured["protocol"] == recorded["protocol"] and measured["decoding"] == recorded["decoding"]
     measured = headline(measured)
