@@ -73,9 +73,13 @@ def outside_legend(ax, **kwargs):
 
 
 def table(summary: dict, digits: int = 3) -> pd.Series:
-    """A summary (name -> number) as a column, floats rounded and integers printed as integers."""
-    return pd.Series({name: round(value, digits) if isinstance(value, (float, np.floating)) else value
-                      for name, value in summary.items()}, dtype=object)
+    """A summary (name -> number) as a column: whole numbers printed as integers (a count stored as a
+    float too), other floats rounded to `digits`."""
+    def shown(value):
+        if isinstance(value, (float, np.floating)):
+            return int(value) if float(value).is_integer() else round(float(value), digits)
+        return int(value) if isinstance(value, (int, np.integer)) else value
+    return pd.Series({name: shown(value) for name, value in summary.items()}, dtype=object)
 
 
 # Readable names of the recipes (icrl_lab.recipes) for figures and tables.

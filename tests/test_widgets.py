@@ -105,8 +105,8 @@ def test_grid_figures_name_their_marks_in_a_legend():
 
 
 def test_summary_tables_print_integers_as_integers():
-    text = plots.table({"histories": 65, "mean_return": 0.29166}).to_string()
-    assert text.split() == ["histories", "65", "mean_return", "0.292"]
+    text = plots.table({"histories": 65, "episodes": 200.0, "mean_return": 0.29166}).to_string()
+    assert text.split() == ["histories", "65", "episodes", "200", "mean_return", "0.292"]
 
 
 def test_the_game_refuses_unknown_actions():
