@@ -12,7 +12,7 @@ TORCH_STAMP := $(VENV)/.torch-stamp
 COURSE_STAMP := $(VENV)/.course-stamp
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install clean
+.PHONY: run test install student clean
 
 install: $(STAMP)
 
@@ -36,9 +36,14 @@ $(STAMP): pyproject.toml $(COURSE_STAMP)
 run: $(COURSE_STAMP)
 	$(BIN)/python -m icrl_lab course --out runs/course-$$(date +%Y%m%d-%H%M%S)
 
+# Student copies of the notebooks in student/: each exercise's solution replaced by a "your turn" stub,
+# its check kept (icrl_lab/course.py).
+student: $(COURSE_STAMP)
+	$(BIN)/python -m icrl_lab.course student --notebooks notebooks --out student
+
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest; status=$$?; if [ $$status -eq 5 ]; then exit 0; fi; exit $$status
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs student .pytest_cache

@@ -38,13 +38,25 @@ class DarkRoomGame:
         """A new room (a new hidden goal, random unless given); forgets the returns of the last room."""
         goal = tuple(goal) if goal is not None else tuple(int(v) for v in self.rng.integers(self.size, size=2))
         self.env = DarkRoomEnv(goal=goal, size=self.size, horizon=self.horizon)
-        self.episode_returns = []
+        self.episode_returns, self.rewards = [], []
         self.new_episode()
 
     def new_episode(self):
-        """Start again from the centre of the same room; the returns of the finished episodes are kept."""
+        """Start again from the centre of the same room; the returns of the finished episodes are kept.
+
+        An episode left before its last step is not counted: `discarded` then says which one, after how
+        many steps and with what return, until the next action."""
+        rewards = getattr(self, "rewards", [])
+        self.discarded = None
+        if rewards and not self.done:
+            self.discarded = (len(self.episode_returns) + 1, len(rewards), sum(rewards))
         cell, _ = self.env.reset()
         self.cells, self.rewards = [cell], []
+
+    @property
+    def rewarded_cells(self) -> list:
+        """The cells this episode's rewards were earned in (a cell once per visit that paid)."""
+        return [cell for cell, reward in zip(self.cells[1:], self.rewards) if reward > 0]
 
     @property
     def goal(self) -> tuple:
@@ -63,6 +75,7 @@ class DarkRoomGame:
         if self.done:
             raise ValueError("this episode is over: start a new episode (or a new room) to go on")
         cell, reward, _, _, _ = self.env.step(action)
+        self.discarded = None
         self.cells.append(cell)
         self.rewards.append(reward)
         if self.done:
@@ -77,7 +90,11 @@ class DarkRoomGame:
                 f"return {sum(self.rewards):g}")
         if earlier:
             text += " · earlier returns: " + ", ".join(f"{r:g}" for r in earlier)
-        return text + (" · episode over" if self.done else "")
+        if self.discarded:
+            number, steps, total = self.discarded
+            text += (f" · episode {number} was left after {steps} of {self.horizon} steps (return {total:g}) "
+                     "and is not counted")
+        return text + (" · episode over: press new episode" if self.done else "")
 
 
 def play_episode(family: str, task, epsilon: float, seed: int = 0, **env_kwargs):

@@ -1,4 +1,4 @@
-"""Figures for the notebooks: grid worlds with an agent's path, learning curves of histories, attention,
+"""Figures (and a small table helper) for the notebooks: grid worlds with an agent's path, learning curves of histories, attention,
 and the whole figures the widgets redraw (`*_figure`: each returns a new matplotlib figure)."""
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from .play import episode_cells, grid_size, task_marks
 from .sources import optimal_returns
 
 
-def draw_grid_path(size: int, path, goal=None, key=None, door=None, ax=None, title: str | None = None):
-    """Draw a size x size grid, the marked cells, and a path of cell ids (or (row, col) pairs) as arrows."""
+def draw_grid_path(size: int, path, goal=None, key=None, door=None, ax=None, title: str | None = None,
+                   rewarded=None, legend: bool = True):
+    """Draw a size x size grid, the marked cells, and a path of cell ids (or (row, col) pairs) as arrows.
+
+    rewarded: cells (ids or (row, col)) where a reward was earned, starred. legend: name what each mark
+    is (goal, key, door, start, end, rewarded) below the grid."""
     ax = ax or plt.subplots(figsize=(3.2, 3.2))[1]
     ax.set_xlim(-0.5, size - 0.5)
     ax.set_ylim(size - 0.5, -0.5)
@@ -36,9 +40,51 @@ def draw_grid_path(size: int, path, goal=None, key=None, door=None, ax=None, tit
         ax.plot(xy[:, 0], xy[:, 1], color=np.array(COLOURS["agent"]) / 255, linewidth=1.2, alpha=0.8)
         ax.scatter(*xy[0], color="black", s=30, zorder=3, label="start")
         ax.scatter(*xy[-1], color=np.array(COLOURS["agent"]) / 255, s=30, zorder=3, marker="s", label="end")
+    if rewarded is not None and len(rewarded):
+        marks = np.asarray(rewarded)
+        marks = np.stack(np.divmod(marks, size), axis=1) if marks.ndim == 1 else marks
+        ax.scatter(marks[:, 1], marks[:, 0], marker="*", s=140, color="gold", edgecolor="black", linewidth=0.6,
+                   zorder=4, label="rewarded")
+    if legend and ax.get_legend_handles_labels()[0]:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncols=min(len(labels), 3),
+                  fontsize=7, frameon=False, handlelength=1.2, columnspacing=0.8)
     if title:
         ax.set_title(title)
     return ax
+
+
+def reference_lines(ax, reference: dict):
+    """Horizontal reference lines (name -> value), each in its own style and named in the legend, with the
+    y axis stretched so that none sits on the frame."""
+    styles = iter([("--", "0.3"), (":", "tab:red"), ("-.", "tab:green"), ("--", "tab:purple")])
+    for name, value in reference.items():
+        style, colour = next(styles)
+        ax.axhline(value, linestyle=style, color=colour, linewidth=1.2, label=name)
+    if reference:
+        low, high = ax.get_ylim()
+        top = max(reference.values())
+        ax.set_ylim(low, max(high, top + 0.08 * (top - low)))
+
+
+def outside_legend(ax, **kwargs):
+    """The legend to the right of the axes, where it hides no curve and no reference line."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
+
+
+def table(summary: dict, digits: int = 3) -> pd.Series:
+    """A summary (name -> number) as a column: whole numbers printed as integers (a count stored as a
+    float too), other floats rounded to `digits`."""
+    def shown(value):
+        if isinstance(value, (float, np.floating)):
+            return int(value) if float(value).is_integer() else round(float(value), digits)
+        return int(value) if isinstance(value, (int, np.integer)) else value
+    return pd.Series({name: shown(value) for name, value in summary.items()}, dtype=object)
+
+
+# Readable names of the recipes (icrl_lab.recipes) for figures and tables.
+RECIPE_LABELS = {"dark_room_adeps": "AD on AD^eps data", "dark_room_q_learning": "AD on Q-learning histories",
+                 "bandit_dpt": "DPT on bandits", "key_to_door_adeps": "AD on AD^eps data (Key-to-Door)"}
 
 
 def learning_curves(histories, ax=None, label: str | None = None, reference: dict | None = None):
@@ -50,11 +96,11 @@ def learning_curves(histories, ax=None, label: str | None = None, reference: dic
     frame = pd.DataFrame(returns).melt(var_name="episode", value_name="return").dropna()
     ax = ax or plt.subplots(figsize=(5, 3))[1]
     sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=label)
-    for name, value in (reference or {}).items():
-        ax.axhline(value, linestyle="--", color="0.4", linewidth=1)
-        ax.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="0.3")
+    reference_lines(ax, reference or {})
     ax.set_xlabel("episode in the history")
     ax.set_ylabel("return")
+    if ax.get_legend_handles_labels()[0]:
+        outside_legend(ax)
     return ax
 
 
@@ -63,13 +109,10 @@ def in_context_curve(frame: pd.DataFrame, ax=None, label: str | None = None, ref
     e.g. {"optimal": 16.6, "best in data": 8.3}. frame: columns task, episode, return."""
     ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
     sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=label)
-    styles = iter([("--", "0.3"), (":", "tab:red"), ("-.", "tab:green"), ("--", "tab:purple")])
-    for name, value in (reference or {}).items():
-        style, colour = next(styles)
-        ax.axhline(value, linestyle=style, color=colour, linewidth=1.2, label=name)
+    reference_lines(ax, reference or {})
     ax.set_xlabel("in-context episode")
     ax.set_ylabel("return")
-    ax.legend(fontsize=8, loc="best")
+    outside_legend(ax)
     return ax
 
 
@@ -281,9 +324,9 @@ def in_context_comparison(results: dict, optimal: float, ax=None):
 
 def dark_room_game_figure(game, reveal: bool = False):
     """A `play.DarkRoomGame`'s path so far in the dark room; with reveal, the goal too."""
-    figure, ax = plt.subplots(figsize=(3.2, 3.2))
-    draw_grid_path(game.size, game.cells, goal=game.goal if reveal else None, ax=ax,
-                   title="the room, revealed" if reveal else "what you know: your own path")
+    figure, ax = plt.subplots(figsize=(3.2, 3.6))
+    draw_grid_path(game.size, game.cells, goal=game.goal if reveal else None, ax=ax, rewarded=game.rewarded_cells,
+                   title="the room, revealed" if reveal else "what you know: your path, your rewards")
     if not reveal:
         ax.set_facecolor("0.15")
     return figure
@@ -296,8 +339,9 @@ def rollout_figure(played, frame, index: int, episode: int):
     family = played.metadata["env_family"]
     cells, rewards = episode_cells(played, index, episode)
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
-    draw_grid_path(grid_size(played), cells, ax=left, title=f"episode {episode}: return {sum(rewards):g}",
-                   **task_marks(family, played.tasks[index]))
+    rewarded = [cell for cell, reward in zip(cells[1:], rewards) if reward > 0]
+    draw_grid_path(grid_size(played), cells, ax=left, title=f"task {index}, episode {episode}: return {sum(rewards):g}",
+                   rewarded=rewarded, **task_marks(family, played.tasks[index]))
     returns = frame[frame["task"] == index].sort_values("episode")
     mean = frame.groupby("episode")["return"].mean()
     right.plot(mean.index, mean.values, color="0.6", label="mean over tasks")
@@ -305,7 +349,7 @@ def rollout_figure(played, frame, index: int, episode: int):
     right.scatter([episode], returns.loc[returns["episode"] == episode, "return"], color="tab:red", zorder=3)
     right.set_xlabel("in-context episode")
     right.set_ylabel("return")
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
 
@@ -317,7 +361,7 @@ def curriculum_figure(histories):
     tasks = np.unique(histories.tasks, axis=0)
     reference = {"optimal": float(optimal_returns(family, tasks).mean()),
                  "best policy in the data": demonstrator_return(family, tasks, source["floor"])}
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.2), gridspec_kw={"width_ratios": [1, 1.3]})
     left.plot(histories.epsilon[0])
     left.set_xlabel("step of the history")
     left.set_ylabel("epsilon")

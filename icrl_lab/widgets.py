@@ -33,6 +33,12 @@ def _show(output: widgets.Output, figure):
                                 "text/plain": repr(figure)}},)
 
 
+def _named(widget: widgets.Widget, name: str) -> widgets.Widget:
+    """Give a widget's outer box the CSS class `icrl-lab-NAME`, by which a page (or a browser test) finds it."""
+    widget.add_class(f"icrl-lab-{name}")
+    return widget
+
+
 # --- Dark Room player -------------------------------------------------------------------------------
 
 def dark_room_player(goal=None, seed: int = 0) -> widgets.Widget:
@@ -67,7 +73,8 @@ def dark_room_player(goal=None, seed: int = 0) -> widgets.Widget:
     again.layout.width = other.layout.width = "120px"
     reveal.observe(refresh, names="value")
     refresh()
-    return widgets.VBox([status, widgets.HBox([pad, widgets.VBox([again, other, reveal])]), picture])
+    return _named(widgets.VBox([status, widgets.HBox([pad, widgets.VBox([again, other, reveal])]), picture]),
+                  "dark-room-player")
 
 
 # --- in-context rollout viewer ----------------------------------------------------------------------
@@ -93,7 +100,8 @@ def rollout_viewer(played, frame) -> widgets.Widget:
     task.observe(refresh, names="value")
     episode.observe(refresh, names="value")
     refresh()
-    return widgets.VBox([widgets.HBox([task, episode]), widgets.HBox([back, forward]), picture])
+    return _named(widgets.VBox([widgets.HBox([task, episode]), widgets.HBox([back, forward]), picture]),
+                  "rollout-viewer")
 
 
 # --- curriculum explorer ----------------------------------------------------------------------------
@@ -117,7 +125,7 @@ def curriculum_explorer(num_steps: int = 1000, seed: int = 0) -> widgets.Widget:
     schedule.observe(refresh, names="value")
     max_perf.observe(refresh, names="value")
     refresh()
-    return widgets.VBox([widgets.HBox([schedule, max_perf]), message, picture])
+    return _named(widgets.VBox([widgets.HBox([schedule, max_perf]), message, picture]), "curriculum-explorer")
 
 
 # --- attention explorer -----------------------------------------------------------------------------
@@ -158,4 +166,4 @@ def attention_explorer(maps, prev_rewards, index: int = 0, episode_length: int |
     for slider in (layer, head, step):
         slider.observe(refresh, names="value")
     refresh()
-    return widgets.VBox([widgets.HBox([layer, head]), step, picture])
+    return _named(widgets.VBox([widgets.HBox([layer, head]), step, picture]), "attention-explorer")

@@ -80,6 +80,35 @@ def test_episodes_end_after_the_horizon_and_the_room_keeps_its_goal():
     assert game.episode_returns == [] and game.cells == [40]
 
 
+def test_the_game_marks_rewarded_steps_and_says_when_an_episode_is_discarded():
+    game = DarkRoomGame(goal=(3, 4))
+    game.act("up"), game.act("noop"), game.act("down")
+    assert game.rewarded_cells == [31, 31]
+    figure = plots.dark_room_game_figure(game)
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["start", "end", "rewarded"] and "goal" not in labels
+    game.new_episode()
+    assert "episode 1 was left after 3 of 20 steps (return 2) and is not counted" in game.status()
+    assert game.episode_returns == [] and game.rewarded_cells == []
+    game.act("up")
+    assert "not counted" not in game.status()
+    for _ in range(19):
+        game.act("noop")
+    game.new_episode()
+    assert "not counted" not in game.status() and "earlier returns: 20" in game.status()
+
+
+def test_grid_figures_name_their_marks_in_a_legend():
+    ax = plots.draw_grid_path(9, [40, 41, 42], key=(0, 3), door=(8, 1))
+    assert ax.get_legend() is not None
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["key", "door", "start", "end"]
+
+
+def test_summary_tables_print_integers_as_integers():
+    text = plots.table({"histories": 65, "episodes": 200.0, "mean_return": 0.29166}).to_string()
+    assert text.split() == ["histories", "65", "episodes", "200", "mean_return", "0.292"]
+
+
 def test_the_game_refuses_unknown_actions():
     with pytest.raises(ValueError, match="not one of"):
         DarkRoomGame(seed=1).act("jump")
@@ -139,7 +168,7 @@ def evaluation():
 def test_rollout_viewer_steps_through_episodes(evaluation):
     _, frame, played = evaluation
     figure = plots.rollout_figure(played, frame, index=1, episode=2)
-    assert figure.axes[0].get_title().startswith("episode 2: return")
+    assert figure.axes[0].get_title().startswith("task 1, episode 2: return")
     viewer = widgets.rollout_viewer(played, frame)
     episode = find(viewer, ipywidgets.IntSlider)[0]
     pictures = [shown(viewer)]
