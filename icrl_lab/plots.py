@@ -104,18 +104,6 @@ def learning_curves(histories, ax=None, label: str | None = None, reference: dic
     return ax
 
 
-def in_context_curve(frame: pd.DataFrame, ax=None, label: str | None = None, reference: dict | None = None):
-    """Mean return per in-context episode (band: 1.96 standard errors over tasks), with reference lines,
-    e.g. {"optimal": 16.6, "best in data": 8.3}. frame: columns task, episode, return."""
-    ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
-    sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=label)
-    reference_lines(ax, reference or {})
-    ax.set_xlabel("in-context episode")
-    ax.set_ylabel("return")
-    outside_legend(ax)
-    return ax
-
-
 AGENT_LABELS = {"model": "the model (trained)", "memory_baseline": "no model: random until rewarded, then return",
                 "random_weights": "the model with random weights"}
 
@@ -129,11 +117,10 @@ def protocol_curves(frames: dict, best_in_data: float, optimal: float, ax=None):
         per_task = frame.groupby(["task", "episode"], as_index=False)["return"].mean()
         sns.lineplot(per_task, x="episode", y="return", errorbar=("ci", 95), ax=ax, color=colour,
                      label=AGENT_LABELS.get(name, name), linestyle="-" if name == "model" else "--")
-    ax.axhline(optimal, linestyle="--", color="0.3", linewidth=1.2, label="optimal")
-    ax.axhline(best_in_data, linestyle=":", color="tab:red", linewidth=1.2, label="best policy in the data")
+    reference_lines(ax, {"optimal": optimal, "best policy in the data": best_in_data})
     ax.set_xlabel("in-context episode")
     ax.set_ylabel("return")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    outside_legend(ax)
     ax.figure.tight_layout()
     return ax
 
@@ -303,22 +290,6 @@ def per_head(frame: pd.DataFrame, value: str, x: str = "head", ax=None, referenc
     if reference is not None:
         ax.axhline(reference, linestyle="--", color="0.4", linewidth=1)
     ax.legend(fontsize=7, ncols=2)
-    return ax
-
-
-def in_context_comparison(results: dict, optimal: float, ax=None):
-    """Several models' in-context curves on the same tasks. results: name -> (frame of task, episode,
-    return; the return of the best policy in that model's data), drawn dotted in the model's colour;
-    the optimal return dashed grey. Bands: 1.96 standard errors."""
-    ax = ax or plt.subplots(figsize=(7.5, 3.4))[1]
-    for (name, (frame, best_in_data)), colour in zip(results.items(), sns.color_palette()):
-        sns.lineplot(frame, x="episode", y="return", errorbar=("se", 1.96), ax=ax, label=name, color=colour)
-        ax.axhline(best_in_data, linestyle=":", color=colour, linewidth=1.2, label=f"best policy in the data of {name}")
-    ax.axhline(optimal, linestyle="--", color="0.3", linewidth=1.2, label="optimal")
-    ax.set_xlabel("in-context episode")
-    ax.set_ylabel("return")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.figure.tight_layout()
     return ax
 
 
