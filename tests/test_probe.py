@@ -12,11 +12,8 @@ from icrl_lab.recipes import load_shipped
 
 
 @pytest.fixture(scope="module")
-def evaluation():
-    torch.manual_seed(0)
-    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, d_model=16,
-                                     n_layer=2, n_head=2))
-    _, played = in_context_rollout(model, "DarkRoom", dark_room_goals("test")[:3], episodes=4, mode="sample")
+def evaluation(untrained_rollout):
+    model, _, played = untrained_rollout
     return model, played
 
 

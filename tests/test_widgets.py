@@ -6,13 +6,10 @@ import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
 
 from icrl_lab import plots, probe, widgets
 from icrl_lab.envs import dark_room_goals
-from icrl_lab.evaluate import in_context_rollout
 from icrl_lab.histories import Histories, previous_actions_and_rewards
-from icrl_lab.models import ADConfig, ICRLTransformer
 from icrl_lab.play import DarkRoomGame, curriculum_preview, episode_cells, play_episode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -157,12 +154,8 @@ def test_episode_cells_follow_the_history_to_where_the_last_action_led():
 
 
 @pytest.fixture(scope="module")
-def evaluation():
-    torch.manual_seed(0)
-    model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, d_model=16,
-                                     n_layer=2, n_head=2))
-    frame, played = in_context_rollout(model, "DarkRoom", dark_room_goals("test")[:3], episodes=4, mode="sample")
-    return model, frame, played
+def evaluation(untrained_rollout):
+    return untrained_rollout
 
 
 def test_rollout_viewer_steps_through_episodes(evaluation):
