@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .histories import ContextWindows, Histories
-from .models import ADConfig, ICRLTransformer, load_model, save_model
+from .models import ADConfig, load_model, save_model
 
 
 @dataclass
@@ -114,7 +114,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
         raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    model = ICRLTransformer(model_config).to(device)
+    model = model_config.build().to(device)
     windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
