@@ -6,7 +6,10 @@ actions permuted per task, and the per-step cost of acting as the context grows.
 """
 from __future__ import annotations
 
+import json
 import time
+from importlib.resources import as_file, files
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,25 @@ import torch
 from .envs import bandit_tasks
 from .evaluate import bandit_regret, baseline_regret, in_context_rollout
 from .headless import ActionRelabelled, HeadlessAD, action_permutations, stack_bandit_histories
+from .models import load_model
 from .sources import collect_rl_histories
+
+SHIPPED = files("icrl_lab") / "checkpoints"
+CHECKPOINTS = ("bandit_headless_ad", "dark_room_headless_ad", "dark_room_gru", "dark_room_ssm",
+               "bandit_thompson_ad", "bandit_thompson_gru", "bandit_thompson_ssm")
+
+
+def load_checkpoint(name: str, directory=None, device=None):
+    """A model of the Beyond-AD studies and its record, with the study's measured figures (results.json,
+    holding the command and seed that made it) under "results"; by default the one shipped in the package."""
+    path = (SHIPPED if directory is None else Path(directory)) / name
+    with as_file(path) as folder:
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"no checkpoint {name!r} at {folder}: make it with the command in the module "
+                                    f"docstring of benchmarks/sequence_learners.py or benchmarks/studies/headless_*.py")
+        model, record = load_model(folder, device=device)
+        record["results"] = json.loads((folder / "results.json").read_text())
+    return model, record
 
 
 def bootstrap_ci(values, num_resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
@@ -98,3 +119,50 @@ def step_cost(model, context_lengths, batch_size: int = 16, repeats: int = 50) -
             model(one, one + config.num_actions, one.float(), cache=cache)
         rows.append({"context_steps": int(length), "seconds_per_step": (time.perf_counter() - started) / repeats})
     return pd.DataFrame(rows)
+
+
+# Figures of the studies (matplotlib only; the notebook and the benchmark scripts share them).
+
+def plot_regret_by_arms(curves: dict, train_arms: int | None = None):
+    """One panel of cumulative-regret curves per number of arms (curves as from regret_table)."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.3 * len(curves), 3.0), squeeze=False)
+    for ax, (arms, named) in zip(axes[0], curves.items()):
+        plots.regret_curves(named, ax=ax)
+        unseen = train_arms is not None and arms > train_arms
+        ax.set_title(f"{arms} arms" + (" (more than in training)" if unseen else ""), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_permuted(frame: pd.DataFrame, ax=None):
+    """Mean return per in-context episode of each model, actions as trained (solid) and permuted (dashed)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
+    curves = frame.groupby(["model", "actions", "episode"])["return"].mean()
+    for (name, actions), curve in curves.groupby(level=[0, 1]):
+        ax.plot(curve.index.get_level_values(2), curve.values, label=f"{name}, actions {actions}",
+                linestyle="-" if actions == "as trained" else "--")
+    ax.set_xlabel("episode in context")
+    ax.set_ylabel("mean return")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_step_cost(costs: dict, ax=None):
+    """Milliseconds per decoding step against the number of steps already in context, per model."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5.5, 3.2))[1]
+    for name, frame in costs.items():
+        ax.plot(frame["context_steps"], 1000 * frame["seconds_per_step"], marker="o", label=name)
+    ax.set_xlabel("steps already in context")
+    ax.set_ylabel("ms per decoding step")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    return ax
