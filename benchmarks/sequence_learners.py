@@ -9,7 +9,7 @@ state-space model (icrl_lab.sequence_models) trained on identical data with iden
 Dark Room: the data, training settings and evaluation of the shipped `dark_room_adeps` recipe (AD^eps,
 max_perf 0.5, 65 goals x 250 histories of 400 steps; 3000 updates; 16 held-out goals, 50 episodes,
 8 rollouts each); the recipe's AD checkpoint is the transformer of the comparison. Bandits: Thompson
-sampling histories on 5-arm Bernoulli bandits (horizon 100), 1500 updates for every learner, regret on
+sampling histories on 5-arm Bernoulli bandits (horizon 100), 800 updates for every learner, regret on
 200 fresh bandits sampled at temperature 1, against Thompson sampling and UCB1.
 """
 import argparse
@@ -80,7 +80,7 @@ def bandit(kind: str, seed: int, command: str):
     config = configs({"num_obs": 1, "num_actions": BANDIT_ARMS}, BANDIT_HORIZON, 32, 2)[kind]
     record = {"seed": seed, "command": command, **data.provenance()}
     started = time.perf_counter()
-    model, log = train(config, data, TrainConfig(updates=1500, batch_size=32, context_steps=BANDIT_HORIZON,
+    model, log = train(config, data, TrainConfig(updates=800, batch_size=32, context_steps=BANDIT_HORIZON,
                                                  learning_rate=3e-3, seed=seed), out_dir=out, record=record)
     train_seconds = time.perf_counter() - started
     table, curves = regret_table({kind.upper(): model}, [BANDIT_ARMS], num_tasks=200, horizon=BANDIT_HORIZON, seed=seed)
