@@ -170,3 +170,23 @@ def plot_step_cost(costs: dict, ax=None):
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     return ax
+
+
+def update_cost(config, batch_size: int = 64, context_steps: int = 80, repeats: int = 10, seed: int = 0) -> float:
+    """Median seconds of one training update (forward, backward, AdamW step) of a fresh model built from
+    `config`, on a random batch of `batch_size` windows of `context_steps` steps."""
+    torch.manual_seed(seed)
+    model = config.build().train()
+    shape = (batch_size, context_steps)
+    batch = {"observations": torch.randint(config.num_obs, shape), "prev_actions": torch.randint(config.num_actions + 1, shape),
+             "prev_rewards": torch.randint(2, shape).float(), "actions": torch.randint(config.num_actions, shape)}
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
+    times = []
+    for _ in range(repeats + 2):
+        started = time.perf_counter()
+        loss = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times[2:]))  # the first two warm up
