@@ -11,7 +11,6 @@ that the answer is right and says so. `student_copy` replaces each such block by
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import nbformat

@@ -75,6 +75,10 @@ class ADConfig:
     def kind(self) -> str:
         return "ad"
 
+    def build(self) -> "ICRLTransformer":
+        """The model this config describes (other model families' configs build their own class)."""
+        return ICRLTransformer(self)
+
 
 @dataclass
 class DPTConfig(ADConfig):
@@ -88,6 +92,8 @@ class DPTConfig(ADConfig):
 
 
 CONFIGS = {"ad": ADConfig, "dpt": DPTConfig}
+# Kinds defined in other modules, which add their configs to CONFIGS when imported (see load_model).
+VARIANT_MODULES = {"headless_ad": "icrl_lab.headless", "gru": "icrl_lab.sequence_models", "ssm": "icrl_lab.sequence_models"}
 
 
 def rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -356,10 +362,13 @@ def load_model(directory, device=None) -> tuple[ICRLTransformer, dict]:
     directory = Path(directory)
     record = check_model_files(directory)
     try:
+        if record["kind"] not in CONFIGS and record["kind"] in VARIANT_MODULES:
+            import importlib
+            importlib.import_module(VARIANT_MODULES[record["kind"]])
         config_class = CONFIGS[record["kind"]]
         names = {f.name for f in fields(config_class)}
         config = config_class(**{k: v for k, v in record["config"].items() if k in names})
-        model = ICRLTransformer(config)
+        model = config.build()
         model.load_state_dict(load_file(directory / "model.safetensors"))
     except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
         raise ValueError(f"{directory} holds a corrupt or incompatible model ({error}); re-create it") from error

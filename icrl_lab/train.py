@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .histories import ContextWindows, Histories
-from .models import ADConfig, ICRLTransformer, file_sha256, load_model, save_model
+from .models import ADConfig, file_sha256, load_model, save_model
 from .sources import check_seed
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "training_state.safetensors", "training_state.json")
@@ -324,7 +324,7 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     if out_dir is not None:
         prepare_out_dir(out_dir, resume, overwrite)
     torch.manual_seed(config.seed)
-    model = ICRLTransformer(model_config).to(device)
+    model = model_config.build().to(device)
     windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]

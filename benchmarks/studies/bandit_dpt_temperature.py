@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from icrl_lab.envs import bandit_tasks
-from icrl_lab.evaluate import evaluate_model
+from icrl_lab.evaluate import evaluate_protocol, get_protocol
 from icrl_lab.models import load_model
 
 SETTINGS = [("sample", 1.0), ("sample", 0.75), ("sample", 0.5), ("sample", 0.35), ("sample", 0.25), ("greedy", 1.0)]
@@ -20,7 +20,8 @@ def main():
     model, record = load_model(sys.argv[1])
     tasks = bandit_tasks(200, k=5, seed=12345)
     for mode, temperature in SETTINGS:
-        ratios = [evaluate_model(model, record, tasks, mode=mode, temperature=temperature, seed=seed)[0]["regret_to_thompson"]
+        ratios = [evaluate_protocol(model, record, tasks, get_protocol("dpt", decoding=mode, temperature=temperature),
+                                    seed)[0]["regret_to_thompson"]
                   for seed in range(2)]
         print(f"{mode:6s} temperature {temperature:4.2f}: regret / Thompson's {np.mean(ratios):.3f} (seeds {np.round(ratios, 3)})")
 

@@ -6,15 +6,17 @@ the data, over 16 rollouts per goal and 3 seeds. The 16 held-out test goals are 
 
     python benchmarks/studies/dark_room_exploration_temperature.py     (about 7 minutes on one core)
 """
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals
 from icrl_lab.evaluate import best_in_data_return, in_context_rollout, summarize
-from icrl_lab.recipes import get_recipe, model_config
+from icrl_lab.recipes import get_recipe
 from icrl_lab.sources import optimal_returns
-from icrl_lab.train import TrainConfig, train
+from icrl_lab.train import train
 
 SETTINGS = [("greedy_when_rewarded", 1.0), ("greedy_when_rewarded", 1.5), ("greedy_when_rewarded", 2.0),
             ("greedy_when_rewarded", 3.0), ("sample", 1.0), ("sample", 0.5)]
@@ -26,9 +28,10 @@ def main():
     goals = dark_room_goals("train")
     order = np.random.default_rng(7).permutation(len(goals))
     fit, validation = goals[order[8:]], goals[order[:8]]
-    data = {k: v for k, v in recipe.data.items() if k not in ("source", "split")}
-    histories = collect_noise_distillation("DarkRoom", fit, seed=0, **data)
-    model, log = train(model_config(recipe), histories, TrainConfig(seed=0, **recipe.train), progress=False)
+    spec = recipe.collect
+    histories = collect_noise_distillation("DarkRoom", fit, spec.num_steps, max_perf=spec.max_perf,
+                                           histories_per_task=spec.histories_per_task, seed=0)
+    model, log = train(recipe.model, histories, replace(recipe.train, seed=0), progress=False)
     best = best_in_data_return(histories.metadata, "DarkRoom", validation)
     optimal = optimal_returns("DarkRoom", validation).mean()
     rollouts = np.repeat(validation, 16, axis=0)
