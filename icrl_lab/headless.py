@@ -48,6 +48,11 @@ class HeadlessADConfig(ADConfig):
     action_dim: int = 64              # size of the random action embeddings
     arms_in_observation: bool = False  # observations hold the number of available actions (variable-arm bandits)
 
+    @property
+    def observation_ids(self) -> int:
+        """With arms_in_observation, an observation is an action count, 1 .. num_actions."""
+        return self.num_actions + 1 if self.arms_in_observation else self.num_obs
+
     def __post_init__(self):
         super().__post_init__()
         if not isinstance(self.action_dim, int) or self.action_dim < 2:

@@ -75,6 +75,11 @@ class ADConfig:
     def kind(self) -> str:
         return "ad"
 
+    @property
+    def observation_ids(self) -> int:
+        """How many observation ids the model can read (0 .. observation_ids - 1)."""
+        return self.num_obs
+
     def build(self) -> "ICRLTransformer":
         """The model this config describes (other model families' configs build their own class)."""
         return ICRLTransformer(self)

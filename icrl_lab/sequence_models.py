@@ -48,6 +48,10 @@ class RecurrentConfig:
     target: str = "actions"
     tokens_per_step: int = 1  # one token per step, as the transformer's default
 
+    @property
+    def observation_ids(self) -> int:
+        return self.num_obs
+
     def __post_init__(self):
         self.obs_factors = tuple(int(f) for f in self.obs_factors)
         checks = [("num_obs", self.num_obs >= 1, ">= 1"), ("num_actions", self.num_actions >= 2, ">= 2"),

@@ -92,7 +92,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def check_data_fits_model(model_config: ADConfig, histories: Histories) -> None:
     """Refuse data whose ids the model cannot embed, and DPT on data without optimal actions."""
-    for name, upper, field_ in (("observations", model_config.num_obs, "num_obs"),
+    for name, upper, field_ in (("observations", model_config.observation_ids, "num_obs"),
                                 ("actions", model_config.num_actions, "num_actions")):
         largest = int(getattr(histories, name).max())
         if largest >= upper:
@@ -259,10 +259,11 @@ def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def batch_memory_bytes(model_config: ADConfig, config: TrainConfig) -> int:
     """A rough lower estimate of the memory one training batch needs (activations kept for the backward
-    pass, float32): about 20 numbers per token and layer, and the attention scores where the fused kernel
-    falls back to them."""
+    pass, float32): about 20 numbers per token and layer, and for attention models the attention scores
+    where the fused kernel falls back to them."""
     tokens = config.context_steps * model_config.tokens_per_step
-    per_layer = 20 * tokens * model_config.d_model + 3 * model_config.n_head * tokens * tokens
+    heads = getattr(model_config, "n_head", 0)  # recurrent learners have no attention scores
+    per_layer = 20 * tokens * model_config.d_model + 3 * heads * tokens * tokens
     return 4 * config.batch_size * model_config.n_layer * per_layer
 
 
