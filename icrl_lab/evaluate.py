@@ -328,7 +328,7 @@ def baseline_regret(algorithm: str, means: np.ndarray, horizon: int, seed: int =
 def random_weights_like(model, seed: int = 0):
     """The same architecture, untrained: the control that shows what training added."""
     torch.manual_seed(seed)
-    return type(model)(model.config).to(next(model.parameters()).device).eval()
+    return model.config.build().to(next(model.parameters()).device).eval()
 
 
 def _grid_tables(models: list, source: Provenance, tasks, protocol: Protocol, seed: int) -> dict:

@@ -30,6 +30,7 @@ from .train import TrainConfig, train
 
 SHIPPED = files(__package__) / "checkpoints"  # package data: an installed wheel carries the checkpoints
 SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
+SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ class CollectSpec:
         return collect_rl_histories(self.family, tasks, self.source, self.num_steps, self.histories_per_task, seed=seed,
                                     env_kwargs=self.env_kwargs, command=command, **options)
 
-
-SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
 
 
 def model_config(family: str, kind: str = "ad", env_kwargs: dict | None = None, **fields_) -> ADConfig:
@@ -170,13 +169,14 @@ def evaluate_checkpoint(models, record: dict, protocol: Protocol | str | None = 
     the recipe's protocol (or the one named), on the family's `split` (bandits: the protocol's number of
     tasks drawn with `seed`), with `overrides` (episodes, decoding, ...) as ablations. The one function the
     CLI, `reproduce` and the notebooks evaluate with."""
-    family = Provenance.of(record).env_family
+    source = Provenance.of(record)
+    family = source.env_family
     if protocol is None:
         recipe = recipe_of(record)
         protocol = recipe.evaluation if recipe else PROTOCOLS["dpt" if family == "BernoulliBandit" else "adeps"]
     protocol = get_protocol(protocol, **overrides) if isinstance(protocol, str) else replace(
         protocol, **{k: v for k, v in overrides.items() if v is not None})
-    tasks = task_split(family, split, protocol.num_tasks, seed, size=Provenance.of(record).env_kwargs.get("size", 9))
+    tasks = task_split(family, split, protocol.num_tasks, seed, size=source.env_kwargs.get("size", 9))
     return evaluate_protocol(models, record, tasks, protocol, seed)
 
 
