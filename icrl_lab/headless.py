@@ -122,6 +122,8 @@ class HeadlessAD(nn.Module):
         self.head = nn.Linear(d, a)
         self.apply(ICRLTransformer._init_weights)
 
+    run_blocks = ICRLTransformer.run_blocks  # the same blocks, positions and key/value cache as AD
+
     def action_counts(self, observations: torch.Tensor) -> torch.Tensor:
         """How many actions each row has available, shape (B,)."""
         if self.config.arms_in_observation:
@@ -153,16 +155,8 @@ class HeadlessAD(nn.Module):
         have their count in the observations, arms_in_observation=True)."""
         counts = self.action_counts(observations)
         available = torch.arange(embeddings.shape[1], device=embeddings.device)[None, :] < counts[:, None]
-        x = self.dropout(self.embed(observations, prev_actions, prev_rewards, embeddings, available))
-        start = cache.length if cache is not None else 0
-        positions = torch.arange(start, start + x.shape[1], device=x.device)
-        attention = []
-        for layer, block in enumerate(self.blocks):
-            x, weights = block(x, positions, cache, layer, return_attention)
-            attention.append(weights)
-        if cache is not None:
-            cache.positions[cache.slots(x.shape[1])] = positions
-            cache.length += x.shape[1]
+        x, attention = self.run_blocks(self.dropout(self.embed(observations, prev_actions, prev_rewards, embeddings,
+                                                               available)), cache, return_attention)
         logits = info_nce(self.head(self.norm(x)), embeddings, available)
         return (logits, attention) if return_attention else logits
 

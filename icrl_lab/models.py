@@ -200,6 +200,22 @@ class Block(nn.Module):
         return (x + self.mlp(self.norm2(x)) if self.mlp_enabled else x), weights
 
 
+def add_step_embeddings(module: nn.Module, config) -> None:
+    """The embeddings of one token per step (see ICRLTransformer.embed), as attributes of `module`, so that
+    every sequence learner reads the same tokens under the same parameter names."""
+    d = config.d_model
+    factors = config.obs_factors or (config.num_obs,)
+    module.obs_embeddings = nn.ModuleList(nn.Embedding(f, d) for f in factors)
+    module.register_buffer("obs_radix", torch.tensor([math.prod(factors[i + 1:]) for i in range(len(factors))]),
+                           persistent=False)
+    module.obs_factor_sizes = factors
+    module.action_embedding = nn.Embedding(config.num_actions + 1, d)  # last id: no previous action
+    # The reward enters as r * (a vector per previous action), so that which action earned what is
+    # linear in the token and one attention layer can total up rewards per action (bandits).
+    module.reward_embedding = nn.Embedding(config.num_actions + 1, d)
+    module.dropout = nn.Dropout(config.dropout)
+
+
 class ICRLTransformer(nn.Module):
     """The causal sliding-window transformer shared by AD and DPT (they differ in data and target)."""
 
@@ -207,16 +223,7 @@ class ICRLTransformer(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        factors = config.obs_factors or (config.num_obs,)
-        self.obs_embeddings = nn.ModuleList(nn.Embedding(f, d) for f in factors)
-        self.register_buffer("obs_radix", torch.tensor([math.prod(factors[i + 1:]) for i in range(len(factors))]),
-                             persistent=False)
-        self.obs_factor_sizes = factors
-        self.action_embedding = nn.Embedding(config.num_actions + 1, d)  # last id: no previous action
-        # The reward enters as r * (a vector per previous action), so that which action earned what is
-        # linear in the token and one attention layer can total up rewards per action (bandits).
-        self.reward_embedding = nn.Embedding(config.num_actions + 1, d)
-        self.dropout = nn.Dropout(config.dropout)
+        add_step_embeddings(self, config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_actions)
@@ -247,7 +254,14 @@ class ICRLTransformer(nn.Module):
         With a cache, the inputs are the next steps of the stream the cache has seen so far.
         With return_attention, also every layer's weights, (batch, heads, queries, keys) per layer.
         """
-        x = self.dropout(self.embed(observations, prev_actions, prev_rewards))
+        x, attention = self.run_blocks(self.dropout(self.embed(observations, prev_actions, prev_rewards)), cache,
+                                       return_attention)
+        tokens = self.config.tokens_per_step
+        logits = self.head(self.norm(x[:, tokens - 1::tokens]))  # read out at each step's observation token
+        return (logits, attention) if return_attention else logits
+
+    def run_blocks(self, x, cache: KVCache | None = None, return_attention: bool = False):
+        """The blocks over tokens x (continuing the cache's stream, if given); returns (x, attention per layer)."""
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + x.shape[1], device=x.device)
         attention = []
@@ -257,9 +271,7 @@ class ICRLTransformer(nn.Module):
         if cache is not None:
             cache.positions[cache.slots(x.shape[1])] = positions
             cache.length += x.shape[1]
-        tokens = self.config.tokens_per_step
-        logits = self.head(self.norm(x[:, tokens - 1::tokens]))  # read out at each step's observation token
-        return (logits, attention) if return_attention else logits
+        return x, attention
 
     def new_cache(self, batch_size: int, chunk_steps: int = 1) -> KVCache:
         """An empty cache for decoding `batch_size` streams, at most `chunk_steps` steps per call."""

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import CONFIGS, ICRLTransformer
+from .models import CONFIGS, ICRLTransformer, add_step_embeddings
 
 
 @dataclass
@@ -118,14 +118,7 @@ class RecurrentPolicy(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        factors = config.obs_factors or (config.num_obs,)
-        self.obs_embeddings = nn.ModuleList(nn.Embedding(f, d) for f in factors)
-        self.register_buffer("obs_radix", torch.tensor([math.prod(factors[i + 1:]) for i in range(len(factors))]),
-                             persistent=False)
-        self.obs_factor_sizes = factors
-        self.action_embedding = nn.Embedding(config.num_actions + 1, d)
-        self.reward_embedding = nn.Embedding(config.num_actions + 1, d)
-        self.dropout = nn.Dropout(config.dropout)
+        add_step_embeddings(self, config)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_actions)
 
