@@ -12,7 +12,7 @@ import pytest
 from icrl_lab import course
 from test_notebooks import NOTEBOOKS, read, tagged
 
-EXERCISED = [path for path in NOTEBOOKS if path.stem[:2] in {"01", "02", "03", "04", "05"}]
+EXERCISED = [path for path in NOTEBOOKS if path.stem[:2] != "00"]
 
 
 def exercises(notebook):
