@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .envs import bandit_tasks
-from .evaluate import bandit_regret, baseline_regret, in_context_rollout
+from .evaluate import bandit_regret, baseline_regret, bootstrap_ci, in_context_rollout
 from .headless import ActionRelabelled, HeadlessAD, action_permutations, stack_bandit_histories
 from .models import load_model
 from .sources import collect_rl_histories
@@ -37,15 +37,6 @@ def load_checkpoint(name: str, directory=None, device=None):
         model, record = load_model(folder, device=device)
         record["results"] = json.loads((folder / "results.json").read_text())
     return model, record
-
-
-def bootstrap_ci(values, num_resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of `values` (one per task) and its percentile bootstrap confidence interval over tasks."""
-    values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(len(values), size=(num_resamples, len(values)))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def collect_variable_arm_bandits(arms, tasks_per_arm: int, horizon: int, algorithm: str = "thompson", seed: int = 0):
@@ -80,7 +71,7 @@ def regret_table(models: dict, arms, num_tasks: int = 200, horizon: int = 100, s
         curves[k]["Thompson sampling"] = baseline_regret("thompson", means, horizon, seed)
         curves[k]["UCB1"] = baseline_regret("ucb1", means, horizon, seed)
         for name, curve in curves[k].items():
-            mean, low, high = bootstrap_ci(curve[:, -1], seed=seed)
+            mean, low, high = bootstrap_ci(curve[:, -1], resamples=10_000, seed=seed)
             rows.append({"arms": int(k), "learner": name, "regret": mean, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows), curves
 

@@ -66,6 +66,16 @@ def spec_values(args, spec_class) -> dict:
             if f.name not in NOT_OPTIONS and getattr(args, f.name, None) is not None}
 
 
+def load_checkpoint(name: str, device=None):
+    """(model, record) of a checkpoint folder, or of a recipe's shipped checkpoint named by the recipe."""
+    from .models import load_model
+    from .recipes import load_shipped
+
+    if name in RECIPES and not Path(name).exists():
+        return load_shipped(name, device=device)
+    return load_model(name, device=device)
+
+
 def _command() -> str:
     return "python -m icrl_lab " + shlex.join(sys.argv[1:])
 
@@ -150,14 +160,12 @@ def evaluate_command(args) -> dict:
     import torch
 
     from .evaluate import headline
-    from .models import load_model
-    from .recipes import evaluate_checkpoint, load_shipped, save_evaluation
+    from .recipes import evaluate_checkpoint, save_evaluation
     from .train import pick_device
 
     _check_seed(args.seed)
     torch.set_num_threads(1)  # one token per task and step: small matrix products run fastest on one thread
-    loaded = [load_shipped(name, device=pick_device()) if name in RECIPES and not Path(name).exists()
-              else load_model(name, device=pick_device()) for name in args.checkpoint]
+    loaded = [load_checkpoint(name, pick_device()) for name in args.checkpoint]
     models, records = [model for model, _ in loaded], [record for _, record in loaded]
     families = {record.get("env_family") for record in records}
     if len(families) > 1:
@@ -176,13 +184,10 @@ def evaluate_command(args) -> dict:
 def probe_command(args) -> dict:
     import torch
 
-    from .models import load_model
     from .probe import report
-    from .recipes import load_shipped
 
     torch.set_num_threads(1)
-    model, record = (load_shipped(args.checkpoint) if args.checkpoint in RECIPES and not Path(args.checkpoint).exists()
-                     else load_model(args.checkpoint))
+    model, record = load_checkpoint(args.checkpoint)
     return {"checkpoint": args.checkpoint, "out": str(args.out), **report(model, record, args.out, quick=args.quick)}
 
 

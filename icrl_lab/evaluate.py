@@ -26,7 +26,7 @@ import torch
 from .curricula import demonstrator_return
 from .envs import FAMILIES, make_batched
 from .envs.grid import shortest_path_action
-from .histories import Histories, Provenance
+from .histories import Histories, Provenance, previous_actions_and_rewards
 from .sources import collect_rl_histories, optimal_returns
 
 DECODINGS = ("greedy", "sample", "greedy_when_rewarded")
@@ -48,9 +48,13 @@ def choose_actions(logits: torch.Tensor, decoding: str, temperature: float = 1.0
 
 
 class ModelAgent:
-    """A sequence model acting in context: one token per step, read from its key/value cache."""
+    """A sequence model acting in context: one token per step, read from its key/value cache.
 
-    def __init__(self, model, num_envs: int, decoding: str = "greedy", temperature: float = 1.0, seed: int = 0):
+    context: steps already in each row's context (Histories ending at an episode boundary, one row per
+    environment), read into the cache first, so that the agent acts on after them (probing edits them)."""
+
+    def __init__(self, model, num_envs: int, decoding: str = "greedy", temperature: float = 1.0, seed: int = 0,
+                 context: Histories | None = None):
         if decoding not in DECODINGS:
             raise ValueError(f"decoding={decoding!r} is not one of {DECODINGS}")
         if not temperature > 0:
@@ -58,11 +62,26 @@ class ModelAgent:
         self.model, self.decoding, self.temperature = model.eval(), decoding, temperature
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.cache = model.new_cache(num_envs)
         marker = model.config.num_actions  # the extra action id of an episode's first step
         self.marker = marker
         self.prev_actions, self.prev_rewards = np.full(num_envs, marker), np.zeros(num_envs, dtype=np.float32)
         self.last_rewarded, self.step = np.full(num_envs, -(10**9)), 0
+        if context is None or context.num_steps == 0:
+            self.cache = model.new_cache(num_envs)
+        else:
+            self.cache = model.new_cache(num_envs, chunk_steps=context.num_steps)
+            self._read(context)
+
+    @torch.no_grad()
+    def _read(self, context: Histories):
+        prev_actions, prev_rewards = previous_actions_and_rewards(context, self.marker)
+        self.model(*(torch.as_tensor(a, device=self.device) for a in
+                     (context.observations.astype(np.int64), prev_actions, prev_rewards)), cache=self.cache)
+        self.prev_actions = np.where(context.dones[:, -1], self.marker, context.actions[:, -1].astype(np.int64))
+        self.prev_rewards = context.rewards[:, -1].astype(np.float32)
+        rewarded = context.rewards > 0
+        self.step = context.num_steps
+        self.last_rewarded = np.where(rewarded.any(axis=1), self.step - 1 - np.argmax(rewarded[:, ::-1], axis=1), -(10**9))
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from icrl_lab.envs import bandit_tasks, dark_room_goals
-from icrl_lab.evaluate import in_context_rollout
+from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.headless import (ActionRelabelled, HeadlessAD, HeadlessADConfig, action_permutations,
                                draw_action_embeddings, info_nce, relabel_actions, stack_bandit_histories)
-from icrl_lab.beyond_ad import bootstrap_ci, collect_variable_arm_bandits, regret_table
+from icrl_lab.beyond_ad import collect_variable_arm_bandits, regret_table
 from icrl_lab.models import ADConfig, ICRLTransformer, load_model, save_model
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from ..envs import make_batched
+from ..evaluate import ModelAgent, bootstrap_ci, play
 from ..envs.grid import move
-from ..histories import Histories, previous_actions_and_rewards
-from ..evaluate import bootstrap_ci
+from ..histories import Histories
 from .attention import marked_cells
 
 INTERVENTIONS = ("original", "last_episode", "empty", "zero_rewards", "shuffle_rewards", "move_reward")
@@ -35,42 +35,12 @@ INTERVENTIONS = ("original", "last_episode", "empty", "zero_rewards", "shuffle_r
 def continue_in_context(model, family: str, tasks, context: Histories | None, episodes: int = 1,
                         env_kwargs: dict | None = None, mode: str = "greedy", temperature: float = 1.0,
                         seed: int = 0) -> Histories:
-    """Play `episodes` more episodes of every task after its context (rows of `context`, or nothing),
-    re-reading the whole stream at every step (contexts are short). Returns what was played, context
-    excluded, as Histories."""
-    tasks = np.asarray(tasks)
-    env = make_batched(family, tasks, **(env_kwargs or {}))
-    n = env.num_envs
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    if context is None:
-        arrays = [np.zeros((n, 0), dtype) for dtype in (np.int64, np.int64, np.float32, bool)]
-    else:
-        arrays = [context.observations.astype(np.int64), context.actions.astype(np.int64),
-                  context.rewards.astype(np.float32), context.dones.astype(bool)]
-    start = arrays[0].shape[1]
-    obs = env.reset_rows(seed=seed)
-    finished = np.zeros(n, dtype=np.int64)
-    model.eval()
-    while finished.min() < episodes:
-        stream = Histories(np.concatenate([arrays[0], obs[:, None]], 1), np.concatenate([arrays[1], np.zeros((n, 1), np.int64)], 1),
-                           np.concatenate([arrays[2], np.zeros((n, 1), np.float32)], 1),
-                           np.concatenate([arrays[3], np.zeros((n, 1), bool)], 1), tasks)
-        prev_actions, prev_rewards = previous_actions_and_rewards(stream, model.config.num_actions)
-        logits = model(torch.as_tensor(stream.observations, device=device), torch.as_tensor(prev_actions, device=device),
-                       torch.as_tensor(prev_rewards, device=device))[:, -1].float()
-        if mode == "greedy":
-            actions = logits.argmax(-1).cpu().numpy()
-        else:
-            actions = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0].cpu().numpy()
-        next_obs, rewards, terminated, truncated = env.step_arrays(actions)
-        done = terminated | truncated
-        arrays = [np.concatenate([array, np.asarray(value)[:, None]], 1)
-                  for array, value in zip(arrays, (obs, actions, rewards.astype(np.float32), done))]
-        finished += done
-        obs = env.reset_rows(done) if done.any() else next_obs
-    return Histories(*(array[:, start:] for array in arrays), tasks=tasks,
-                     metadata={"env_family": family, "env_kwargs": env_kwargs or {}})
+    """Play `episodes` more episodes of every task after its context (rows of `context`, or nothing).
+    Returns what was played, context excluded, as Histories."""
+    env = make_batched(family, np.asarray(tasks), **(env_kwargs or {}))
+    agent = ModelAgent(model, env.num_envs, mode, temperature, seed, context=context)
+    _, played = play(env, agent, episodes, seed, metadata={"env_family": family, "env_kwargs": env_kwargs or {}})
+    return played
 
 
 def _rows(histories: Histories, rows, steps: slice | None = None) -> Histories:
