@@ -77,7 +77,10 @@ def load_checkpoint(name: str, device=None):
 
 
 def _command() -> str:
-    return "python -m icrl_lab " + shlex.join(sys.argv[1:])
+    """The command line that ran this, as one to run again (with its torchrun launch where there was one)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    launch = f"torchrun --nproc_per_node={world_size} -m icrl_lab " if world_size > 1 else "python -m icrl_lab "
+    return launch + shlex.join(sys.argv[1:])
 
 
 # CollectSpec fields only the noise-distillation source reads, and the one only bandits read.
@@ -151,7 +154,7 @@ def train_command(args) -> dict:
     train_config = TrainConfig(checkpoint_every=args.checkpoint_every, **spec_values(args, TrainConfig))
     record = {"command": _command(), "data_path": str(args.data), **asdict(provenance)}
     _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, stop_at=args.stop_at)
     return {"out": str(args.out), "updates": train_config.updates, "final_loss": log[-1]["loss"],
             "seconds": log[-1]["seconds"]}
 
@@ -245,6 +248,8 @@ def main(argv=None):
     add_spec_options(p, TrainConfig, "training (train.TrainConfig)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--stop-at", type=int, metavar="UPDATES",
+                   help="stop with a checkpoint after this many updates in all, to go on later with --resume")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a checkpoint in --out (and the results.json, figure.png, evaluation.json made from it)")
 
@@ -287,4 +292,5 @@ def main(argv=None):
         if isinstance(error, OSError) and error.filename is not None:
             error = f"cannot use {error.filename}: {error.strerror or error}; check the path and its permissions"
         parser.exit(2, f"error: {error}\n")
-    print(json.dumps(result))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks for the run
+        print(json.dumps(result))

@@ -325,10 +325,15 @@ class ContextWindows(torch.utils.data.Dataset):
         history, start = divmod(int(index), self.starts_per_history)
         return self._gather(history, slice(start, start + self.context_steps))
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               rows: slice | None = None) -> dict[str, torch.Tensor]:
+        """A random batch of windows; `rows`: only these rows of it (one process's share of a global batch,
+        drawn from the same stream on every process, so that the shares never overlap)."""
         num_histories = len(self.arrays["observations"])
         history = torch.randint(num_histories, (batch_size, 1), generator=generator)
         start = torch.randint(self.starts_per_history, (batch_size, 1), generator=generator)
+        if rows is not None:
+            history, start = history[rows], start[rows]
         device = self.arrays["observations"].device
         return self._gather(history.to(device), (start + torch.arange(self.context_steps)).to(device))
 

@@ -12,6 +12,10 @@ incomplete staging folder is discarded), and one killed while moving is finished
 Resuming verifies the manifest and refuses a mixed or damaged set, and refuses settings or data that
 differ from the checkpoint's (the learning-rate schedule, the sampled batches and the weights' shapes
 depend on them). A non-finite loss or weight stops training with an error and no checkpoint of them.
+
+The same `train` runs on several processes under torchrun (DistributedDataParallel): batch_size is the
+global batch, shared out so that N processes train on exactly the windows of a one-process run, and
+process 0 alone writes checkpoints and logs (see icrl_lab.distributed).
 """
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .histories import ContextWindows, Histories
 from .models import ADConfig, file_sha256, load_model, save_model
 from .sources import check_seed
@@ -112,8 +117,10 @@ def learning_rate_factor(update: int, config: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _save_checkpoint(directory: Path, model, optimizer, generator, update: int, record: dict):
-    """Write a whole checkpoint into the staging folder, its manifest last, then move it into place."""
+def _save_checkpoint(directory: Path, model, optimizer, generator, update: int, record: dict,
+                     dropout_states: list[torch.Tensor]):
+    """Write a whole checkpoint into the staging folder, its manifest last, then move it into place.
+    dropout_states: every process's torch generator state, in rank order (one when run alone)."""
     from safetensors.torch import save_file
 
     staging = directory / STAGING
@@ -126,7 +133,9 @@ def _save_checkpoint(directory: Path, model, optimizer, generator, update: int, 
             tensors[f"{parameter_id}.{key}"] = value.detach().cpu().contiguous()
         layout.append(parameter_id)
     tensors["rng.sampler"] = generator.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = dropout_states[0]
+    for rank, state in enumerate(dropout_states[1:], start=1):
+        tensors[f"rng.torch.{rank}"] = state
     save_file(tensors, staging / "training_state.safetensors")
     state = {"update": update, "param_groups": optimizer.state_dict()["param_groups"], "state_ids": layout}
     (staging / "training_state.json").write_text(json.dumps(state))
@@ -204,8 +213,10 @@ def check_resumable(saved: dict, model_config: ADConfig, config: TrainConfig, da
                          f"the checkpoint's values (its config.json lists them), or train into another --out")
 
 
-def _load_checkpoint(directory: Path, model, optimizer, generator, model_config, config, data_sha256) -> tuple[int, list]:
-    """Restore a checkpoint into model, optimiser and generators; returns (updates done, log so far)."""
+def _load_checkpoint(directory: Path, model, optimizer, generator, model_config, config, data_sha256,
+                     rank: int = 0) -> tuple[int, list]:
+    """Restore a checkpoint into model, optimiser and generators; returns (updates done, log so far).
+    Process `rank` takes its own dropout stream where the checkpoint has one (else it keeps its seed's)."""
     from safetensors.torch import load_file
 
     manifest = verify_checkpoint(directory)
@@ -223,7 +234,9 @@ def _load_checkpoint(directory: Path, model, optimizer, generator, model_config,
         optimizer_state[parameter_id] = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": state["param_groups"]})
     generator.set_state(tensors["rng.sampler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    dropout_state = tensors.get("rng.torch" if rank == 0 else f"rng.torch.{rank}")
+    if dropout_state is not None:
+        torch.set_rng_state(dropout_state)
     return state["update"], saved_record.get("log", [])
 
 
@@ -289,9 +302,9 @@ def check_batch_memory(model_config: ADConfig, config: TrainConfig, device: torc
 
 
 def _check_finite(model, loss_finite: torch.Tensor, loss: torch.Tensor, update: int, config: TrainConfig,
-                  out_dir, weights: bool):
+                  out_dir, weights: bool, group: distributed.ProcessGroup):
     problem = None
-    if not bool(loss_finite):
+    if not group.all_true(loss_finite):  # every process stops together, none waits for the others forever
         problem = f"a loss was not finite (the last one: {loss.item()}) by update {update}"
     elif weights and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         problem = f"the weights became NaN or infinite by update {update}"
@@ -309,7 +322,8 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
 
     out_dir: where checkpoints go (weights, config and training state); with resume=True training
     continues from the checkpoint there. evaluate: a function model -> dict of figures, called every
-    config.eval_every updates and logged. record: extra JSON saved beside the weights (data provenance).
+    config.eval_every updates and logged (on process 0 under torchrun). record: extra JSON saved beside the
+    weights (data provenance).
     stop_at: stop (with a checkpoint) after this many updates in all, to go on later with resume=True;
     the learning-rate schedule still spans config.updates. An out_dir that already holds a checkpoint is
     refused unless resume=True, or overwrite=True (which removes it and the results made from it).
@@ -317,15 +331,30 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     if histories.num_steps < config.context_steps:
         raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
     check_data_fits_model(model_config, histories)
+    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
+        raise ValueError(f"stop_at={stop_at!r} is not allowed: it must be an integer >= 1 (the updates to have done "
+                         f"when stopping)")
     device = pick_device(config.device)
-    check_batch_memory(model_config, config, device)
+    group, started_group = distributed.join(device)
+    try:
+        return _train(model_config, histories, config, out_dir, resume, evaluate, record, progress, stop_at,
+                      overwrite, group, group.device(device))
+    finally:
+        distributed.leave(started_group)
+
+
+def _train(model_config, histories, config, out_dir, resume, evaluate, record, progress, stop_at, overwrite,
+           group: distributed.ProcessGroup, device: torch.device):
+    share = group.share(config.batch_size)
+    check_batch_memory(model_config, replace(config, batch_size=share.stop - share.start), device)
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is None and resume:
         raise ValueError("resume=True needs out_dir, the folder of the checkpoint to continue")
     if out_dir is not None:
-        prepare_out_dir(out_dir, resume, overwrite)
-    torch.manual_seed(config.seed)
+        group.on_main(prepare_out_dir, out_dir, resume, overwrite)
+    torch.manual_seed(config.seed)  # the same initial weights on every process
     model = model_config.build().to(device)
+    torch.manual_seed(group.dropout_seed(config.seed))
     windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
@@ -334,21 +363,23 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     generator = torch.Generator().manual_seed(config.seed)
     data_sha256 = histories.sha256()
     record = {"train_config": asdict(config), "data_sha256": data_sha256, **(record or {})}
-    start, log = (_load_checkpoint(out_dir, model, optimizer, generator, model_config, config, data_sha256)
+    start, log = (_load_checkpoint(out_dir, model, optimizer, generator, model_config, config, data_sha256, group.rank)
                   if resume else (0, []))
+    training = distributed.wrap(model, group, device)
     loss_finite = torch.ones((), dtype=torch.bool, device=device)  # all losses so far finite (checked without a sync on GPU)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     started = time.perf_counter()
     model.train()
     end = config.updates if stop_at is None else min(stop_at, config.updates)
-    bar = tqdm(range(start, end), initial=start, total=config.updates, disable=not progress, desc="training")
+    bar = tqdm(range(start, end), initial=start, total=config.updates, disable=not (progress and group.is_main),
+               desc="training")
     for update in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * learning_rate_factor(update, config)
-        batch = windows.sample(config.batch_size, generator)
+        for parameters in optimizer.param_groups:
+            parameters["lr"] = config.learning_rate * learning_rate_factor(update, config)
+        batch = windows.sample(config.batch_size, generator, rows=share)
         with autocast:
-            loss = model.loss(batch)
+            loss = training(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -358,17 +389,22 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
         logging = done % config.log_every == 0 or done == end
         saving = out_dir is not None and ((config.checkpoint_every and done % config.checkpoint_every == 0) or done == end)
         if device.type == "cpu" or logging or saving:
-            _check_finite(model, loss_finite, loss, done, config, out_dir, weights=saving or done == end)
+            _check_finite(model, loss_finite, loss, done, config, out_dir, weights=saving or done == end, group=group)
         if logging:
-            entry = {"update": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+            entry = {"update": done, "loss": group.mean(loss).item(), "lr": optimizer.param_groups[0]["lr"],
                      "seconds": time.perf_counter() - started}
-            if evaluate is not None and config.eval_every and (done % config.eval_every == 0 or done == config.updates):
+            if (evaluate is not None and group.is_main and config.eval_every
+                    and (done % config.eval_every == 0 or done == config.updates)):
                 model.eval()
                 entry.update(evaluate(model))
                 model.train()
             log.append(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if saving:
-            _save_checkpoint(out_dir, model, optimizer, generator, done, {**record, "updates_done": done, "log": log})
+            dropout_states = group.gather(torch.get_rng_state())
+            if group.is_main:
+                _save_checkpoint(out_dir, model, optimizer, generator, done, {**record, "updates_done": done, "log": log},
+                                 dropout_states)
+            group.barrier()  # no process goes on (or returns) before the checkpoint is in place
     model.eval()
     return model, log
