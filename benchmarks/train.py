@@ -4,9 +4,12 @@ separate tokens), on the same AD^eps Dark Room batches.
 
 Throughput is context steps per second: batch size x steps per sequence / seconds per update
 (forward, backward and AdamW step), best of `--repeats` timed blocks after warm-up updates.
-The last line printed is one JSON object.
+It runs where training would (`train.pick_device`): on a GPU when one is present (bf16 autocast, as
+`train` does), else on the CPU, and the output says which. With --compile it also times the one-token
+model under torch.compile against the same model eager, in the same run (the compilation itself is
+left out: it happens in the warm-up). The last line printed is one JSON object.
 
-    python benchmarks/train.py [--d-model 128] [--context-steps 80] [--batch-size 64]
+    python benchmarks/train.py [--d-model 128] [--context-steps 80] [--batch-size 64] [--compile]
 """
 import argparse
 import json
@@ -17,20 +20,27 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals
 from icrl_lab.histories import ContextWindows
+from icrl_lab.distributed import LossOf
 from icrl_lab.models import ADConfig, ICRLTransformer
+from icrl_lab.train import pick_device
 
 
-def seconds_per_update(model, windows, batch_size, updates, repeats):
+def seconds_per_update(model, windows, batch_size, updates, repeats, device, compile_model=False):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
+    loss_of = torch.compile(LossOf(model)) if compile_model else LossOf(model)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def block(n):
         start = time.perf_counter()
         for _ in range(n):
-            loss = model.loss(windows.sample(batch_size, generator))
+            with autocast:
+                loss = loss_of(windows.sample(batch_size, generator))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         return (time.perf_counter() - start) / n
 
     block(3)  # warm-up
@@ -46,22 +56,30 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--updates", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time the one-token model under torch.compile")
     args = parser.parse_args()
+    device = pick_device("auto")
     data = collect_noise_distillation("DarkRoom", dark_room_goals("train"), num_steps=400, histories_per_task=8, seed=0)
-    windows = ContextWindows(data, args.context_steps, num_actions=5)
-    result = {"benchmark": "train", "d_model": args.d_model, "n_layer": args.n_layer, "context_steps": args.context_steps,
+    windows = ContextWindows(data, args.context_steps, num_actions=5, device=device)
+    result = {"benchmark": "train", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "d_model": args.d_model, "n_layer": args.n_layer, "context_steps": args.context_steps,
               "batch_size": args.batch_size, "torch_threads": torch.get_num_threads()}
-    for tokens in (1, 3):
+    variants = [("one_token", 1, False), ("three_tokens", 3, False)] + ([("compiled", 1, True)] if args.compile else [])
+    for name, tokens, compile_model in variants:
         torch.manual_seed(0)
         config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=args.context_steps,
                           tokens_per_step=tokens, d_model=args.d_model, n_layer=args.n_layer, n_head=args.n_head)
-        seconds = seconds_per_update(ICRLTransformer(config), windows, args.batch_size, args.updates, args.repeats)
-        name = "one_token" if tokens == 1 else "three_tokens"
+        seconds = seconds_per_update(ICRLTransformer(config).to(device), windows, args.batch_size, args.updates,
+                                     args.repeats, device, compile_model)
         result[f"{name}_seconds_per_update"] = round(seconds, 4)
         result[f"{name}_steps_per_s"] = round(args.batch_size * args.context_steps / seconds)
     result["speedup"] = round(result["one_token_steps_per_s"] / result["three_tokens_steps_per_s"], 2)
-    print(f"one token per step: {result['one_token_steps_per_s']} context steps/s; "
-          f"three tokens per step: {result['three_tokens_steps_per_s']} context steps/s")
+    if args.compile:
+        result["compile_speedup"] = round(result["compiled_steps_per_s"] / result["one_token_steps_per_s"], 2)
+    where = f"on {result['device']}" if device.type == "cuda" else "on the CPU (no GPU here: CPU figures)"
+    print(f"{where}: one token per step: {result['one_token_steps_per_s']} context steps/s; three tokens per step: "
+          f"{result['three_tokens_steps_per_s']} context steps/s"
+          + (f"; compiled: {result['compiled_steps_per_s']} ({result['compile_speedup']}x)" if args.compile else ""))
     print(json.dumps(result))
 
 

@@ -39,7 +39,7 @@ CHECKPOINT_FILES = ("model.safetensors", "config.json", "training_state.safetens
 MANIFEST, STAGING = "checkpoint.json", ".checkpoint.new"
 RESULT_FILES = ("results.json", "figure.png", "evaluation.json")  # made from a checkpoint: stale without it
 # Training settings that may change on resume: they change what is logged and saved, not the weights.
-RESUMABLE_CHANGES = ("checkpoint_every", "eval_every", "log_every", "device")
+RESUMABLE_CHANGES = ("checkpoint_every", "eval_every", "log_every", "device", "compile")
 
 
 class TrainingDiverged(ValueError):
@@ -60,6 +60,8 @@ class TrainConfig:
     eval_every: int = 0            # updates between in-context evaluations (0: never)
     log_every: int = 50            # updates between log entries (loss, learning rate, time)
     device: str = "auto"           # "auto": CUDA if present, else CPU
+    compile: bool = False          # torch.compile the loss: fewer kernel launches (small models on a GPU), after a
+                                   # minute or so of compiling; benchmarks/train.py --compile measures the gain
 
     def __post_init__(self):
         for name in ("updates", "batch_size", "context_steps", "log_every"):
@@ -366,6 +368,8 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     start, log = (_load_checkpoint(out_dir, model, optimizer, generator, model_config, config, data_sha256, group.rank)
                   if resume else (0, []))
     training = distributed.wrap(model, group, device)
+    if config.compile:
+        training = torch.compile(training)
     loss_finite = torch.ones((), dtype=torch.bool, device=device)  # all losses so far finite (checked without a sync on GPU)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 

@@ -127,3 +127,13 @@ def test_greedy_when_rewarded_exploits_only_with_a_reward_in_context(dark_room_d
     assert in_context.any() and (~in_context).any()
     assert np.array_equal(played.actions[in_context], greedy[in_context])
     assert not np.array_equal(played.actions[~in_context], greedy[~in_context]), "no reward yet: it samples"
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_to_the_weights_of_an_eager_one(dark_room_data):
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=20, dropout=0.0, **SMALL)
+    settings = dict(updates=3, batch_size=8, context_steps=20)
+    eager, _ = train(config, dark_room_data, TrainConfig(**settings), progress=False)
+    compiled, _ = train(config, dark_room_data, TrainConfig(**settings, compile=True), progress=False)
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=f"{name} differs")
