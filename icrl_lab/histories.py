@@ -236,6 +236,18 @@ def _remove_stale_temporaries(path: Path):
             pass  # alive (another user's process), or not a pid: leave it
 
 
+def check_file_header(f: h5py.File, path) -> None:
+    """Refuse an open HDF5 file that is not an icrl_lab history file this version reads, or lacks arrays."""
+    if f.attrs.get("format") != FORMAT:
+        raise HistoryFileError(f"{path} is an HDF5 file but not an icrl_lab history file (no format = {FORMAT!r} attribute)")
+    if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
+        raise HistoryFileError(f"{path} has format_version {f.attrs['format_version']}, newer than this icrl_lab reads "
+                               f"({FORMAT_VERSION}): upgrade icrl_lab")
+    missing = [name for name in STEP_ARRAYS + ("tasks",) if name not in f]
+    if missing:
+        raise HistoryFileError(f"{path} lacks the arrays {missing}: it is incomplete, re-create it")
+
+
 def load_histories(path) -> Histories:
     """Read a dataset written by `Histories.save`; a missing, corrupt or foreign file raises HistoryFileError."""
     path = Path(path)
@@ -243,14 +255,7 @@ def load_histories(path) -> Histories:
         raise HistoryFileError(f"{path}: no such history file; make one with `python -m icrl_lab collect` or Histories.save")
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise HistoryFileError(f"{path} is an HDF5 file but not an icrl_lab history file (no format = {FORMAT!r} attribute)")
-            if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
-                raise HistoryFileError(f"{path} has format_version {f.attrs['format_version']}, newer than this icrl_lab reads "
-                                       f"({FORMAT_VERSION}): upgrade icrl_lab")
-            missing = [name for name in STEP_ARRAYS + ("tasks",) if name not in f]
-            if missing:
-                raise HistoryFileError(f"{path} lacks the arrays {missing}: it is incomplete, re-create it")
+            check_file_header(f, path)
             arrays = {name: f[name][()] for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",) if name in f}
             metadata = json.loads(f.attrs["metadata"])
             checksums = json.loads(f.attrs["checksums"]) if "checksums" in f.attrs else {}
