@@ -34,6 +34,7 @@ from . import distributed
 from .histories import ContextWindows, Histories
 from .models import ADConfig, file_sha256, load_model, save_model
 from .sources import check_seed
+from .streaming import HistoryFile, StreamingWindows, training_stream
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "training_state.safetensors", "training_state.json")
 MANIFEST, STAGING = "checkpoint.json", ".checkpoint.new"
@@ -317,7 +318,7 @@ def _check_finite(model, loss_finite: torch.Tensor, loss: torch.Tensor, update: 
                                f"{config.learning_rate / 10:g}) or a longer warm-up")
 
 
-def train(model_config: ADConfig, histories: Histories, config: TrainConfig = TrainConfig(),
+def train(model_config: ADConfig, histories: Histories | HistoryFile | StreamingWindows, config: TrainConfig = TrainConfig(),
           out_dir=None, resume: bool = False, evaluate=None, record: dict | None = None,
           progress: bool = True, stop_at: int | None = None, overwrite: bool = False):
     """Train a model on `histories`; returns (model, log) where log is a list of dicts per logged update.
@@ -329,10 +330,16 @@ def train(model_config: ADConfig, histories: Histories, config: TrainConfig = Tr
     stop_at: stop (with a checkpoint) after this many updates in all, to go on later with resume=True;
     the learning-rate schedule still spans config.updates. An out_dir that already holds a checkpoint is
     refused unless resume=True, or overwrite=True (which removes it and the results made from it).
+    histories: in memory, or a file read block by block (streaming.open_history_file, or a
+    streaming.StreamingWindows over one); a streamed run does not resume to bit-identical batches, and each
+    process of a distributed one draws its own windows (see icrl_lab.streaming).
     """
-    if histories.num_steps < config.context_steps:
-        raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
-    check_data_fits_model(model_config, histories)
+    if isinstance(histories, Histories):
+        if histories.num_steps < config.context_steps:
+            raise ValueError(f"context_steps={config.context_steps} is longer than the histories ({histories.num_steps} steps)")
+        check_data_fits_model(model_config, histories)
+    else:  # read block by block: the ids are checked as each block is loaded
+        histories = training_stream(histories, model_config, config.context_steps, config.seed)
     if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
         raise ValueError(f"stop_at={stop_at!r} is not allowed: it must be an integer >= 1 (the updates to have done "
                          f"when stopping)")
@@ -357,7 +364,8 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     torch.manual_seed(config.seed)  # the same initial weights on every process
     model = model_config.build().to(device)
     torch.manual_seed(group.dropout_seed(config.seed))
-    windows = ContextWindows(histories, config.context_steps, model_config.num_actions, device=device)
+    windows = (histories.to(device) if isinstance(histories, StreamingWindows) else
+               ContextWindows(histories, config.context_steps, model_config.num_actions, device=device))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -410,5 +418,7 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
                 _save_checkpoint(out_dir, model, optimizer, generator, done, {**record, "updates_done": done, "log": log},
                                  dropout_states)
             group.barrier()  # no process goes on (or returns) before the checkpoint is in place
+    if isinstance(windows, StreamingWindows):
+        windows.close()  # its reading processes end with the run
     model.eval()
     return model, log

@@ -10,9 +10,10 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals
 from icrl_lab.histories import HistoryFileError, load_histories, previous_actions_and_rewards
-from icrl_lab.models import DPTConfig
+from icrl_lab.models import ADConfig, DPTConfig
 from icrl_lab.streaming import (HistoryFile, StreamingWindows, XLandFile, open_history_file, read_xland,
                                 training_stream)
+from icrl_lab.train import TrainConfig, train
 
 GOALS, PER_GOAL, STEPS = 6, 4, 200
 SMALL = dict(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=20, d_model=16, n_layer=1, n_head=2)
@@ -98,6 +99,24 @@ def test_a_block_of_the_kit_format_is_a_run_of_chunk_rows(source, tmp_path):
     file = open_history_file(path)
     assert file.block_rows == (5, 5, 5, 5, 4)
     np.testing.assert_array_equal(file.read_block(4).observations, source.observations[20:])
+
+
+@pytest.mark.parametrize("config_class", [ADConfig, DPTConfig])
+def test_ad_and_dpt_train_from_an_xland_file_in_memory_and_streamed(xland_path, config_class):
+    config = TrainConfig(updates=4, batch_size=8, context_steps=20, log_every=2)
+    for data in (read_xland(xland_path, env_family="DarkRoom"), open_history_file(xland_path, env_family="DarkRoom")):
+        model, log = train(config_class(**SMALL), data, config, progress=False)
+        assert len(log) == 2 and np.isfinite(log[-1]["loss"])
+
+
+def test_train_takes_a_stream_made_with_its_settings_and_refuses_another(xland_path):
+    config = TrainConfig(updates=2, batch_size=4, context_steps=20)
+    stream = StreamingWindows(xland_path, 20, num_actions=5, observation_ids=81, workers=0)
+    _, log = train(ADConfig(**SMALL), stream, config, progress=False)
+    assert np.isfinite(log[-1]["loss"])
+    other = StreamingWindows(xland_path, 10, num_actions=5, observation_ids=81, seed=1)
+    with pytest.raises(ValueError, match=r"context_steps=10 \(training: 20\), seed=1 \(training: 0\)"):
+        train(ADConfig(**SMALL), other, config, progress=False)
 
 
 def test_streamed_batches_are_windows_of_the_data(source, xland_path):
