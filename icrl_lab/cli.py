@@ -2,6 +2,7 @@
 
     python -m icrl_lab collect  --env DarkRoom --source noise_distillation --out runs/data.h5
     python -m icrl_lab train    --data runs/data.h5 --kind ad --out runs/ad
+    python -m icrl_lab train    --data xland.h5 --env-family DarkRoom --stream --out runs/ad   (read block by block)
     python -m icrl_lab evaluate dark_room_adeps --protocol adeps --seed 1    (a recipe's checkpoint, or a folder)
     python -m icrl_lab probe dark_room_adeps --out runs/probe        (attention, ablations, probes)
     python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
@@ -17,6 +18,7 @@ written under temporary names and renamed into place (see icrl_lab.histories and
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shlex
@@ -30,7 +32,10 @@ from pathlib import Path
 from .evaluate import PROTOCOLS, Protocol
 from .models import ADConfig
 from .recipes import RECIPES, CollectSpec
+from .streaming import StreamingWindows
 from .train import TrainConfig
+
+ENV_FAMILIES = ("DarkRoom", "DarkKeyToDoor", "BernoulliBandit")
 
 # Fields the command line sets another way, or that follow from the data.
 NOT_OPTIONS = {"num_obs", "num_actions", "obs_factors", "target", "options", "env_kwargs", "name", "description",
@@ -143,15 +148,42 @@ def collect(args) -> dict:
     return {"out": str(out), **summary}
 
 
+def _parse_env_kwargs(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--env-kwargs {text!r} is not a JSON object: write e.g. --env-kwargs '{{\"size\": 9}}'")
+    return parsed
+
+
 def train_command(args) -> dict:
     from .histories import load_histories
     from .recipes import model_config
+    from .streaming import ICRL_LAB_LAYOUT, open_history_file, read_xland
     from .train import train
 
-    histories = load_histories(args.data)
-    provenance = histories.provenance()
+    stream_options = {name: value for name, value in (("workers", args.loader_workers),
+                                                       ("blocks_in_memory", args.blocks_in_memory)) if value is not None}
+    if stream_options and not args.stream:
+        raise ValueError("--loader-workers and --blocks-in-memory set how --stream reads the file: add --stream, or "
+                         "leave them out to read the whole file into memory")
+    env_kwargs = _parse_env_kwargs(args.env_kwargs)
+    file = open_history_file(args.data, args.env_family, env_kwargs)
+    if file.layout == ICRL_LAB_LAYOUT and not args.stream:
+        histories = load_histories(args.data)  # whole, its checksums verified
+        provenance = histories.provenance()
+    else:
+        histories = file if args.stream else read_xland(args.data, args.env_family, env_kwargs)
+        provenance = file.provenance()
     config = model_config(provenance.env_family, args.kind, provenance.env_kwargs, **spec_values(args, ADConfig))
     train_config = TrainConfig(checkpoint_every=args.checkpoint_every, **spec_values(args, TrainConfig))
+    if args.stream:
+        histories = StreamingWindows(file, train_config.context_steps, config.num_actions, config.observation_ids,
+                                     seed=train_config.seed, **stream_options)
     record = {"command": _command(), "data_path": str(args.data), **asdict(provenance)}
     _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record,
                    overwrite=args.overwrite, stop_at=args.stop_at)
@@ -231,7 +263,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("collect", help="collect learning histories into an HDF5 file")
-    p.add_argument("--env", choices=("DarkRoom", "DarkKeyToDoor", "BernoulliBandit"), default="DarkRoom")
+    p.add_argument("--env", choices=ENV_FAMILIES, default="DarkRoom")
     add_spec_options(p, CollectSpec, "collection (recipes.CollectSpec)")
     p.set_defaults(source="noise_distillation", num_steps=2000)
     p.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
@@ -241,7 +273,7 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     p = commands.add_parser("train", help="train AD or DPT on a history file; checkpoints go to --out")
-    p.add_argument("--data", required=True, help="HDF5 history file from `collect`")
+    p.add_argument("--data", required=True, help="HDF5 history file from `collect`, or in the XLand-100B layout")
     p.add_argument("--kind", choices=("ad", "dpt"), default="ad")
     p.add_argument("--out", required=True, help="checkpoint directory")
     add_spec_options(p, ADConfig, "model (models.ADConfig)")
@@ -252,6 +284,18 @@ def main(argv=None):
                    help="stop with a checkpoint after this many updates in all, to go on later with --resume")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a checkpoint in --out (and the results.json, figure.png, evaluation.json made from it)")
+    group = p.add_argument_group("data larger than memory, and XLand-100B files (icrl_lab.streaming)")
+    stream_defaults = inspect.signature(StreamingWindows).parameters
+    group.add_argument("--stream", action="store_true",
+                       help="read the file block by block while training, instead of whole into memory")
+    group.add_argument("--loader-workers", type=int, metavar="N",
+                       help=f"processes reading ahead with --stream (default {stream_defaults['workers'].default}; "
+                            f"0: the training process reads)")
+    group.add_argument("--blocks-in-memory", type=int, metavar="N",
+                       help=f"blocks each reading process holds with --stream (default "
+                            f"{stream_defaults['blocks_in_memory'].default})")
+    group.add_argument("--env-family", choices=ENV_FAMILIES, help="the data's environment, where the file does not record it (XLand layout)")
+    group.add_argument("--env-kwargs", metavar="JSON", help="the environment's arguments, e.g. '{\"size\": 9}'")
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint in context under a paper's protocol, with controls")
     p.add_argument("checkpoint", nargs="+", help="a checkpoint folder, or a recipe name for its shipped checkpoint "

@@ -1,5 +1,9 @@
 """Reading history files block by block: the XLand-100B layout, the kit's own format, and the training
 stream drawn from them with bounded memory."""
+import json
+import re
+import subprocess
+import sys
 import weakref
 
 import h5py
@@ -7,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from icrl_lab.cli import main
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals
 from icrl_lab.histories import HistoryFileError, load_histories, previous_actions_and_rewards
-from icrl_lab.models import ADConfig, DPTConfig
+from icrl_lab.models import ADConfig, DPTConfig, load_model
 from icrl_lab.streaming import (HistoryFile, StreamingWindows, XLandFile, open_history_file, read_xland,
                                 training_stream)
 from icrl_lab.train import TrainConfig, train
@@ -215,6 +220,30 @@ def test_bad_files_are_refused_with_the_reason(source, tmp_path):
         read_xland(source.save(tmp_path / "kit.h5"))
 
 
-def test_an_xland_file_without_its_environment_cannot_be_trained_from_the_command_line(source, xland_path):
-    with pytest.raises(ValueError, match="pass env_family .* or --env-family"):
-        open_history_file(xland_path).provenance()
+CLI_SMALL = ["--updates", "3", "--batch-size", "8", "--context-steps", "20", "--d-model", "16", "--n-layer", "1",
+             "--n-head", "2"]
+
+
+def test_the_command_line_trains_streamed_from_an_xland_file(xland_path, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "icrl_lab", "train", "--data", str(xland_path), "--env-family",
+                             "DarkRoom", "--stream", "--loader-workers", "1", "--kind", "dpt", "--out",
+                             str(tmp_path / "dpt"), *CLI_SMALL], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["updates"] == 3
+    model, record = load_model(tmp_path / "dpt")
+    assert record["env_family"] == "DarkRoom" and record["data"]["layout"] == "xland-100b"
+    assert record["data_sha256"] == open_history_file(xland_path).sha256() and model.config.kind == "dpt"
+
+
+@pytest.mark.parametrize("options, message", [
+    ([], "pass env_family .* or --env-family"),
+    (["--env-family", "DarkRoom", "--loader-workers", "2"], "set how --stream reads the file: add --stream"),
+    (["--env-family", "DarkRoom", "--env-kwargs", "9"], "--env-kwargs '9' is not a JSON object"),
+    (["--env-family", "DarkRoom", "--stream", "--blocks-in-memory", "0"], "blocks_in_memory=0 is not allowed"),
+])
+def test_the_command_line_refuses_what_it_cannot_train_on(xland_path, tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--data", str(xland_path), "--out", str(tmp_path / "ad"), *CLI_SMALL, *options])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and re.search(message, error), error
