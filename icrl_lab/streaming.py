@@ -342,6 +342,8 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         self.seed, self.workers, self.blocks_in_memory = check_seed(seed), workers, blocks_in_memory
         self.windows_per_block = windows_per_block
         self.starts_per_history = self.file.num_steps - context_steps + 1
+        self.names = ("observations", "prev_actions", "prev_rewards", "actions") + (
+            ("optimal_actions",) if "optimal_actions" in self.file.arrays else ())
         self.device = torch.device("cpu")
         self._batch_windows, self._rank, self._batches = None, 0, None
 
@@ -365,11 +367,13 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         elif windows != self._batch_windows:
             raise ValueError(f"the stream delivers batches of {self._batch_windows} windows, not {windows}: draw one "
                              f"batch size from a stream (or close() it and start again)")
-        batch = next(self._batches)
-        if isinstance(batch, Exception):
+        packed = next(self._batches)
+        if isinstance(packed, Exception):
             self.close()
-            raise batch
-        return {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
+            raise packed
+        packed = packed.to(self.device, non_blocking=True)
+        return {name: packed[index].view(torch.float64).float() if name == "prev_rewards" else packed[index]
+                for index, name in enumerate(self.names)}
 
     def close(self):
         """Stop the workers; a later `sample` starts the stream again from its beginning."""
@@ -433,8 +437,11 @@ class StreamingWindows(torch.utils.data.IterableDataset):
             arrays["optimal_actions"] = histories.optimal_actions
         return arrays
 
-    def _draw(self, random: np.random.Generator, buffer) -> dict[str, torch.Tensor]:
-        """One batch: every window from a history drawn uniformly among the loaded blocks' histories."""
+    def _draw(self, random: np.random.Generator, buffer) -> torch.Tensor:
+        """One batch: every window from a history drawn uniformly among the loaded blocks' histories.
+
+        Packed into one int64 array (one row per name in `names`; prev_rewards as float64 bits), because
+        every tensor passed from a worker costs about a millisecond of shared-memory set-up."""
         size, steps_per_window = self._batch_windows, np.arange(self.context_steps)
         rows_per_block = np.array([len(arrays["actions"]) for arrays in buffer])
         ends = np.cumsum(rows_per_block)
@@ -442,13 +449,13 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         block = np.searchsorted(ends, history, side="right")
         row = history - (ends - rows_per_block)[block]
         steps = random.integers(self.starts_per_history, size=size)[:, None] + steps_per_window
-        batch = {name: np.empty((size, self.context_steps), np.float32 if name == "prev_rewards" else np.int64)
-                 for name in buffer[0]}
+        packed = np.empty((len(self.names), size, self.context_steps), dtype=np.int64)
         for index, arrays in enumerate(buffer):
             chosen = np.flatnonzero(block == index)
-            for name, array in arrays.items():
-                batch[name][chosen] = array[row[chosen, None], steps[chosen]]
-        return {name: torch.from_numpy(array) for name, array in batch.items()}
+            for position, name in enumerate(self.names):
+                rows = packed[position].view(np.float64) if name == "prev_rewards" else packed[position]
+                rows[chosen] = arrays[name][row[chosen, None], steps[chosen]]
+        return torch.from_numpy(packed)
 
 
 def training_stream(data, model_config, context_steps: int, seed: int) -> StreamingWindows:
