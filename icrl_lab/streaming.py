@@ -30,7 +30,9 @@ oldest block (`windows_per_block`) replaces that block with the next of its own 
 blocks. Memory per worker is therefore about blocks_in_memory x a block's arrays. Each worker's random
 stream is seeded from (seed, process rank, worker id), and the DataLoader takes the workers' batches in
 turn, so a streamed run is reproducible for the same seed and worker count; it does not resume to
-bit-identical batches (the workers start their streams again), unlike `ContextWindows`.
+bit-identical batches (the workers start their streams again), unlike `ContextWindows`. Under torchrun
+each process draws its share of the global batch from its own workers, so N processes do not see the
+batches of a one-process run as they do in memory (icrl_lab.distributed).
 """
 from __future__ import annotations
 
