@@ -30,6 +30,7 @@ from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
 from icrl_lab.evaluate import in_context_rollout
 from icrl_lab.models import CONFIGS
+from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
 
 DARK_ROOM = {"family": "DarkRoom", "num_steps": 400, "histories_per_task": 250, "max_perf": 0.5}
@@ -53,6 +54,14 @@ CANDIDATES = {
     "ad_d128_batch1024": (DARK_ROOM, {"kind": "ad", **D128}, {"batch_size": 1024, "learning_rate": 1e-3}),
     "ktd_ad_d128": (KEY_TO_DOOR, {"kind": "ad", **D128, "window_steps": 160},
                     {"batch_size": 256, "learning_rate": 5e-4, "context_steps": 160}),
+    # Controls at the shipped recipe's size (width 64, 2 layers, batch 64, lr 3e-3): AD^eps itself, and DPT's
+    # labels (the optimal action) on contexts from a uniformly random policy. A random policy's moves say
+    # nothing of the goal, so the only evidence a context holds is where rewards were and were not: does a
+    # greedy policy that cannot mistake its own moves for a demonstrator's explore at this compute?
+    "ad_d64_recipe": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
+                      {"batch_size": 64, "learning_rate": 3e-3}),
+    "dpt_random_d64": ({**DARK_ROOM, "source": "random"}, {"kind": "dpt", "d_model": 64, "n_layer": 2, "n_head": 4},
+                       {"batch_size": 64, "learning_rate": 3e-3}),
 }
 
 
@@ -84,7 +93,11 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
     data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
     family = data_settings.pop("family")
     fit, validation = split_tasks(family)
-    histories = collect_noise_distillation(family, fit, seed=seed, **data_settings)
+    if data_settings.get("source") == "random":
+        histories = collect_rl_histories(family, fit, "random", data_settings["num_steps"],
+                                         data_settings["histories_per_task"], seed=seed)
+    else:
+        histories = collect_noise_distillation(family, fit, seed=seed, **data_settings)
     kind = model_settings.pop("kind")
     model_config = CONFIGS[kind](**token_sizes(family, fit), **model_settings)
     settings = {"weight_decay": 1e-4, "context_steps": model_config.window_steps, **train_settings}
