@@ -11,8 +11,13 @@ of its own: what an action does must be read from the context. The model
 - is told the available actions at every step: the mean of their embeddings is added to each token,
 - predicts an action *embedding*; an action's logit is the dot product of the prediction with that
   action's embedding, so any number of actions can be scored, and
-- is trained with a contrastive (InfoNCE) loss: cross-entropy of those logits over the available
-  actions, the history's next action being the positive.
+- is trained with a contrastive (InfoNCE) loss: cross-entropy of those logits, divided by the config's
+  `loss_temperature` (the paper's tau), over the available actions, the history's next action being the
+  positive.
+
+Acting samples from the softmax of the undivided dot products, as the paper's code does: a model trained
+with loss_temperature tau acts at temperature 1/tau relative to the distribution it learned. That is part
+of the model (a training setting recorded in its config), not a decoding rule chosen afterwards.
 
 The backbone is the same sliding-window transformer (`Block`, `KVCache`) as AD's.
 
@@ -47,6 +52,7 @@ class HeadlessADConfig(ADConfig):
 
     action_dim: int = 64              # size of the random action embeddings
     arms_in_observation: bool = False  # observations hold the number of available actions (variable-arm bandits)
+    loss_temperature: float = 1.0      # tau: training divides the logits by it, acting does not (see the module text)
 
     @property
     def observation_ids(self) -> int:
@@ -59,6 +65,9 @@ class HeadlessADConfig(ADConfig):
             raise ValueError(f"action_dim={self.action_dim!r} is not allowed: it must be an integer >= 2")
         if self.tokens_per_step != 1:
             raise ValueError("tokens_per_step must be 1 for Headless-AD")
+        tau = self.loss_temperature
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (math.isfinite(tau) and tau > 0):
+            raise ValueError(f"loss_temperature={tau!r} is not allowed: it must be a finite number > 0")
 
     @property
     def kind(self) -> str:
@@ -176,7 +185,8 @@ class HeadlessAD(nn.Module):
         positions = torch.arange(x.shape[1], device=x.device)
         for block in self.blocks:
             x, _ = block(x, positions)
-        _, loss = info_nce(self.head(self.norm(x)), embeddings, available, batch[self.config.target])
+        predicted = self.head(self.norm(x)) / self.config.loss_temperature
+        _, loss = info_nce(predicted, embeddings, available, batch[self.config.target])
         return loss
 
     def bind(self, num_actions: int, rows: int, seed: int = 0) -> "BoundHeadlessAD":

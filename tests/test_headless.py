@@ -126,3 +126,24 @@ def test_relabelled_actions_act_as_the_environment_permutes_them():
 def test_bootstrap_interval_brackets_the_mean():
     mean, low, high = bootstrap_ci(np.arange(100.0))
     assert low < mean == 49.5 < high and high - low < 15
+
+
+def test_the_loss_temperature_divides_the_training_logits_and_not_the_acting_ones():
+    tau = 2.5
+    config = HeadlessADConfig(num_obs=3, num_actions=6, window_steps=8, d_model=16, n_layer=1, n_head=2, action_dim=8,
+                              loss_temperature=tau)
+    model = config.build().eval()
+    generator = torch.Generator().manual_seed(0)
+    batch = {"observations": torch.randint(0, 3, (4, 8), generator=generator),
+             "prev_actions": torch.randint(0, 7, (4, 8), generator=generator),  # 6: no previous action
+             "prev_rewards": torch.rand(4, 8, generator=generator),
+             "actions": torch.randint(0, 6, (4, 8), generator=generator)}
+    loss = model.loss(batch, torch.Generator().manual_seed(1))
+    embeddings = draw_action_embeddings(4, 6, 8, torch.Generator().manual_seed(1))
+    logits = model(batch["observations"], batch["prev_actions"], batch["prev_rewards"], embeddings)
+    expected = torch.nn.functional.cross_entropy((logits / tau).reshape(-1, 6), batch["actions"].reshape(-1))
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, 6), batch["actions"].reshape(-1)))
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="loss_temperature"):
+            HeadlessADConfig(num_obs=3, num_actions=6, loss_temperature=bad)
