@@ -3,12 +3,16 @@ state-space model (icrl_lab.sequence_models) trained on identical data with iden
 
     PYTHONPATH=. python benchmarks/sequence_learners.py dark_room gru --seed 0   # -> icrl_lab/checkpoints/dark_room_gru
     PYTHONPATH=. python benchmarks/sequence_learners.py dark_room ssm --seed 0
+    PYTHONPATH=. python benchmarks/sequence_learners.py dark_room_q_learning gru --seed 0  # -> runs/sequence_learners/
     PYTHONPATH=. python benchmarks/sequence_learners.py bandit ad --seed 0        # ad, gru or ssm -> bandit_thompson_<kind>
     PYTHONPATH=. python benchmarks/sequence_learners.py cost                      # decoding step cost vs context
 
 Dark Room: the data, training settings and evaluation of the shipped `dark_room_adeps` recipe (AD^eps,
 max_perf 0.5, 65 goals x 250 histories of 400 steps; 3000 updates; 16 held-out goals, 50 episodes,
-8 rollouts each); the recipe's AD checkpoint is the transformer of the comparison. Bandits: Thompson
+8 rollouts each); the recipe's AD checkpoint is the transformer of the comparison. dark_room_q_learning:
+the same with the `dark_room_q_learning` recipe's data and settings (its checkpoints are not shipped, to
+keep the package small). Every Dark Room checkpoint is also measured under the adeps protocol with its
+controls by `python -m icrl_lab evaluate <folder> --protocol adeps --seed 1 --save DIR`. Bandits: Thompson
 sampling histories on 5-arm Bernoulli bandits (horizon 100), 800 updates for every learner, regret on
 200 fresh bandits sampled at temperature 1, against Thompson sampling and UCB1.
 """
@@ -41,39 +45,45 @@ def configs(family_sizes: dict, window: int, d_model: int, n_layer: int) -> dict
             "ssm": SSMConfig(**family_sizes, window_steps=window, d_model=d_model, n_layer=n_layer)}
 
 
-def dark_room(kind: str, seed: int, command: str):
-    recipe = RECIPES["dark_room_adeps"]
-    out = CHECKPOINTS / f"dark_room_{kind}"
+def dark_room(kind: str, seed: int, command: str, recipe_name: str = "dark_room_adeps", out: Path | None = None):
+    recipe = RECIPES[recipe_name]
+    out = out or CHECKPOINTS / f"dark_room_{kind}"
     started = time.perf_counter()
     data = recipe.collect.collect(seed)
     ad = recipe.model
     config = configs({"num_obs": ad.num_obs, "num_actions": ad.num_actions, "obs_factors": ad.obs_factors},
                      ad.window_steps, ad.d_model, ad.n_layer)[kind]
-    record = {"seed": seed, "command": command, "same_as_recipe": "dark_room_adeps", **asdict(data.provenance())}
+    record = {"seed": seed, "command": command, "same_as_recipe": recipe_name, **asdict(data.provenance())}
     collect_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model, log = train(config, data, replace(recipe.train, seed=seed), out_dir=out, record=record)
     train_seconds = time.perf_counter() - started
-    # Read with the "sample until rewarded, then argmax" rule (an ablation: under the adeps protocol's greedy
-    # actions no learner here explores), 8 rollouts per goal and 50 episodes, the same for every learner.
-    evaluation = get_protocol("adeps", decoding="greedy_when_rewarded", temperature=1.5, episodes=50, rollouts_per_task=8)
-    figures, result = evaluate_protocol(model, record, recipe.test_tasks(), evaluation, seed=seed)
-    frame = result["frames"]["model"]
-    results = {"name": f"dark_room_{kind}", "seed": seed, "command": command, "figures": headline(figures),
-               "evaluation": asdict(evaluation), "timings": {"collect_seconds": collect_seconds, "train_seconds": train_seconds},
-               "final_loss": log[-1]["loss"], "per_episode_return": frame.groupby("episode")["return"].mean().round(3).tolist()}
-    finish(out, results, lambda: plot_dark_room(result["frames"], figures, kind))
+    # Under the recipe's protocol (adeps: greedy, 100 episodes, 4 rollouts per goal, with the controls), and
+    # read again with the "sample until rewarded, then argmax" rule, an ablation, the same for every learner.
+    readings = {"protocol": recipe.evaluation,
+                "ablation": get_protocol("adeps", decoding="greedy_when_rewarded", temperature=1.5, episodes=50,
+                                         rollouts_per_task=8)}
+    results = {"name": out.name, "seed": seed, "command": command, "same_as_recipe": recipe_name,
+               "timings": {"collect_seconds": collect_seconds, "train_seconds": train_seconds},
+               "final_loss": log[-1]["loss"]}
+    for reading, evaluation in readings.items():
+        figures, result = evaluate_protocol(model, record, recipe.test_tasks(), evaluation, seed=seed)
+        results[reading] = {"evaluation": asdict(evaluation), "figures": headline(figures),
+                            "per_episode_return": result["frames"]["model"].groupby("episode")["return"].mean().round(3).tolist()}
+    # The figure shows the last reading (the ablation), where the learners differ.
+    finish(out, results, lambda: plot_dark_room(result["frames"], figures, kind, recipe_name))
 
 
-def plot_dark_room(frames, figures, kind):
+def plot_dark_room(frames, figures, kind, recipe_name):
     from icrl_lab import plots
     ax = plots.protocol_curves(frames, figures["best_in_data_return"], figures["optimal_return"])
-    ax.set_title(f"{kind.upper()} on AD^eps Dark Room data (dark_room_adeps recipe), 16 held-out goals", fontsize=8)
+    ax.set_title(f"{kind.upper()} on the {recipe_name} recipe's Dark Room data, 16 held-out goals (ablation decoding)",
+                 fontsize=8)
     return ax.figure
 
 
-def bandit(kind: str, seed: int, command: str):
-    out = CHECKPOINTS / f"bandit_thompson_{kind}"
+def bandit(kind: str, seed: int, command: str, out: Path | None = None):
+    out = out or CHECKPOINTS / f"bandit_thompson_{kind}"
     started = time.perf_counter()
     data = collect_rl_histories("BernoulliBandit", bandit_tasks(2000, BANDIT_ARMS, seed=seed), "thompson", BANDIT_HORIZON,
                                 seed=seed, env_kwargs={"horizon": BANDIT_HORIZON})
@@ -104,7 +114,7 @@ def finish(out: Path, results: dict, figure):
     fig.savefig(out / "figure.png", dpi=80)
     for name in ("training_state.json", "training_state.safetensors"):
         (out / name).unlink(missing_ok=True)
-    print(json.dumps({k: v for k, v in results.items() if k != "per_episode_return"}, indent=1))
+    print(json.dumps({k: v.get("figures", v) if isinstance(v, dict) else v for k, v in results.items()}, indent=1))
 
 
 def cost(seed: int, command: str):
@@ -128,16 +138,23 @@ def cost(seed: int, command: str):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("study", choices=["dark_room", "bandit", "cost"])
+    parser.add_argument("study", choices=["dark_room", "dark_room_q_learning", "bandit", "cost"])
     parser.add_argument("kind", nargs="?", choices=["ad", "gru", "ssm"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="the checkpoint folder (default: the shipped one; "
+                        "dark_room_q_learning: runs/sequence_learners/dark_room_q_learning_<kind>)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     command = "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv)
     if args.study == "cost":
         cost(args.seed, command)
+    elif args.study == "dark_room_q_learning":
+        dark_room(args.kind, args.seed, command, "dark_room_q_learning",
+                  args.out or Path("runs/sequence_learners") / f"dark_room_q_learning_{args.kind}")
+    elif args.study == "dark_room":
+        dark_room(args.kind, args.seed, command, out=args.out)
     else:
-        {"dark_room": dark_room, "bandit": bandit}[args.study](args.kind, args.seed, command)
+        bandit(args.kind, args.seed, command, args.out)
 
 
 if __name__ == "__main__":
