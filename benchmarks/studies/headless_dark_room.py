@@ -1,13 +1,14 @@
 """Dark Room with its five actions permuted per task: AD's fixed action head against Headless-AD.
 
 Both are trained on the same data with the same settings: the shipped `dark_room_adeps` recipe (AD^eps,
-max_perf 0.5, 3000 updates); AD is the recipe's shipped checkpoint. Headless-AD sees random action
+max_perf 0.5, 3000 updates, or --updates); AD is the recipe's shipped checkpoint. Headless-AD sees random action
 embeddings redrawn for every training window, so it must work out from its context what each action
 does. Both then act on the 16 held-out goals, with the actions as trained and with a random permutation
-of the five actions per task and rollout (icrl_lab.headless.ActionRelabelled), decoded as the recipe
-says (sample at temperature 1.5 until a reward is in context, then greedy).
+of the five actions per task and rollout (icrl_lab.headless.ActionRelabelled), read with an ablation
+rule (sample at temperature 1.5 until a reward is in context, then greedy).
 
     PYTHONPATH=. python benchmarks/studies/headless_dark_room.py --seed 0
+    PYTHONPATH=. python benchmarks/studies/headless_dark_room.py --seed 0 --updates 12000 --out runs/dark_room_headless_ad_12k
 """
 import argparse
 import json
@@ -24,14 +25,17 @@ from icrl_lab.headless import HeadlessADConfig
 from icrl_lab.recipes import RECIPES, load_shipped
 from icrl_lab.train import train
 
-OUT = Path("icrl_lab/checkpoints/dark_room_headless_ad")
+SHIPPED = Path("icrl_lab/checkpoints/dark_room_headless_ad")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--updates", type=int, help="training updates (default: the recipe's)")
+    parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args()
+    out = args.out
     torch.set_num_threads(1)
     command = "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv)
     recipe = RECIPES["dark_room_adeps"]
@@ -42,7 +46,8 @@ def main():
                               action_dim=32)
     record = {"seed": args.seed, "command": command, "same_as_recipe": "dark_room_adeps", **asdict(data.provenance())}
     started = time.perf_counter()
-    model, log = train(config, data, replace(recipe.train, seed=args.seed), out_dir=OUT, record=record)
+    settings = replace(recipe.train, seed=args.seed, **({"updates": args.updates} if args.updates else {}))
+    model, log = train(config, data, settings, out_dir=out, record=record)
     train_seconds = time.perf_counter() - started
     # An ablation decoding ("sample at T=1.5 until rewarded, then argmax"): under the adeps protocol's greedy
     # actions neither model explores, and the comparison would show nothing.
@@ -54,15 +59,15 @@ def main():
     results = {"name": "dark_room_headless_ad", "seed": args.seed, "command": command, "episodes": args.episodes,
                "mean_return_last10": {f"{m} / {a}": float(v) for (m, a), v in last.items()},
                "mean_return_first_episode": {f"{m} / {a}": float(v) for (m, a), v in first.items()},
-               "timings": {"train_seconds": train_seconds}, "final_loss": log[-1]["loss"]}
-    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+               "updates": settings.updates, "timings": {"train_seconds": train_seconds}, "final_loss": log[-1]["loss"]}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     ax = plot_permuted(frame)
     ax.set_title("Dark Room, 16 held-out goals, actions permuted per task", fontsize=9)
     fig = ax.figure
     fig.tight_layout()
-    fig.savefig(OUT / "figure.png", dpi=80)
+    fig.savefig(out / "figure.png", dpi=80)
     for name in ("training_state.json", "training_state.safetensors"):
-        (OUT / name).unlink(missing_ok=True)
+        (out / name).unlink(missing_ok=True)
     print(json.dumps(results, indent=1))
 
 
