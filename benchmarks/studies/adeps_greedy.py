@@ -62,6 +62,10 @@ CANDIDATES = {
                       {"batch_size": 64, "learning_rate": 3e-3}),
     "dpt_random_d64": ({**DARK_ROOM, "source": "random"}, {"kind": "dpt", "d_model": 64, "n_layer": 2, "n_head": 4},
                        {"batch_size": 64, "learning_rate": 3e-3}),
+    # Memory: an 80-step window holds 4 of a history's 20 episodes, too few to remember which cells a
+    # sweep of the room already ruled out. This one sees the whole history (400 steps).
+    "ad_d64_context400": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4, "window_steps": 400},
+                          {"batch_size": 64, "learning_rate": 3e-3, "context_steps": 400}),
 }
 
 
