@@ -112,7 +112,9 @@ RECIPES = {recipe.name: recipe for recipe in [
     Recipe(
         name="dark_room_adeps",
         description="AD on AD^eps Dark Room histories (max_perf 0.5), evaluated on the 16 held-out goals",
-        # Short histories (20 episodes): the noise falls fast enough to be seen inside an 80-step window.
+        # Short histories (20 episodes), where the paper's code plays one of 20,000 per goal: the noise falls
+        # fast enough to be seen inside an 80-step window, a trend the small model learns to follow when
+        # sampling (benchmarks/studies/results/README.md, round 6).
         collect=CollectSpec("DarkRoom", "noise_distillation", num_steps=400, histories_per_task=250, max_perf=0.5),
         model=model_config("DarkRoom", **SMALL_AD),
         train=TrainConfig(**SHORT_RUN),

@@ -30,6 +30,7 @@ from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
 from icrl_lab.evaluate import in_context_rollout
 from icrl_lab.models import CONFIGS
+from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
 
@@ -66,6 +67,22 @@ CANDIDATES = {
     # sweep of the room already ruled out. This one sees the whole history (400 steps).
     "ad_d64_context400": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4, "window_steps": 400},
                           {"batch_size": 64, "learning_rate": 3e-3, "context_steps": 400}),
+    # Curriculum pace: the official code plays one history per goal of 20,000 episodes, so epsilon is all
+    # but constant within an 80-step window; the recipe's 20-episode histories fall 0.13 over 4 episodes.
+    # These ones play one history of 4,000 episodes per goal (a window's epsilon moves by 0.001).
+    "ad_d64_slow_curriculum": ({**DARK_ROOM, "num_steps": 80_000, "histories_per_task": 1},
+                               {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
+                               {"batch_size": 64, "learning_rate": 3e-3}),
+    "ad_d64_slow_curriculum_floor0.5": ({**DARK_ROOM, "num_steps": 80_000, "histories_per_task": 1, "floor": 0.5},
+                                        {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
+                                        {"batch_size": 64, "learning_rate": 3e-3}),
+    # The paper's token layout: state, action and reward as three tokens (240 per 80-step window), not one.
+    "ad_d64_three_tokens": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4, "tokens_per_step": 3},
+                            {"batch_size": 64, "learning_rate": 3e-3}),
+    # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
+    "gru_d64_slow_curriculum_floor0.5": ({**DARK_ROOM, "num_steps": 80_000, "histories_per_task": 1, "floor": 0.5},
+                                         {"kind": "gru", "d_model": 64, "n_layer": 2},
+                                         {"batch_size": 64, "learning_rate": 3e-3}),
 }
 
 
