@@ -198,6 +198,26 @@ def schedule_curves(schedules: dict, num_steps: int, ax=None):
     return ax
 
 
+def window_noise(schedule, history_steps: dict, window_steps: int = 80, at: float = 0.3, ax=None):
+    """The demonstrator's epsilon inside one training window, for histories of different lengths under one
+    schedule: each named history length is read over `window_steps` steps starting `at` (a fraction) of the
+    way through the history. A long history's noise is flat within a window; a short one's visibly falls."""
+    if not 0.0 <= at < 1.0:
+        raise ValueError(f"at={at!r} is not allowed: it is a fraction of the history in [0, 1)")
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    for name, num_steps in history_steps.items():
+        if num_steps < window_steps:
+            raise ValueError(f"history_steps[{name!r}]={num_steps} is shorter than window_steps={window_steps}")
+        start = min(int(at * num_steps), num_steps - window_steps)
+        ax.plot(np.arange(window_steps), schedule.values(num_steps)[start:start + window_steps], label=name)
+    ax.set_title(f"epsilon inside one {window_steps}-step window, {at:.0%} into the history", fontsize=9)
+    ax.set_xlabel("step in the window")
+    ax.set_ylabel("epsilon (demonstrator's noise)")
+    ax.set_ylim(-0.02, 1.02)
+    outside_legend(ax)
+    return ax
+
+
 def return_against_epsilon(epsilons, returns, floor: float | None = None, target: float | None = None, ax=None):
     """The epsilon-greedy demonstrator's mean return against its epsilon, with the calibrated floor and
     the return it was calibrated to (max_perf x optimal) marked."""

@@ -224,3 +224,16 @@ def test_plots_added_for_the_course_draw():
     assert plots.cell_values(np.arange(81).reshape(9, 9)).texts
     assert len(plots.attention_grid(np.random.default_rng(0).random((2, 3, 10, 10))).axes) == 6
     np.testing.assert_array_equal(plots.clip_attention(np.array([0.0, 0.1, 0.2, 10.0]), quantile=0.5), [0.0, 0.1, 0.2, 0.2])
+
+
+def test_window_noise_shows_a_long_history_flat_and_a_short_one_falling():
+    from icrl_lab.schedules import LinearSchedule
+
+    ax = plots.window_noise(LinearSchedule(floor=0.412), {"20 episodes": 400, "20,000 episodes": 400_000}, window_steps=80)
+    short, long = (line.get_ydata() for line in ax.get_lines())
+    assert 0.12 < short[0] - short[-1] < 0.14  # the recipe's histories fall about 0.13 across one window
+    assert long[0] - long[-1] < 1e-3            # the paper's are flat
+    assert ax.get_title() == "epsilon inside one 80-step window, 30% into the history"
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["20 episodes", "20,000 episodes"]
+    with pytest.raises(ValueError, match="shorter than window_steps"):
+        plots.window_noise(LinearSchedule(), {"tiny": 40}, window_steps=80)
