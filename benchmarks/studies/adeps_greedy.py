@@ -8,8 +8,10 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --list
     python benchmarks/studies/adeps_greedy.py ad_d128 --minutes 8 --out runs/study     (one candidate)
     python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
+    python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
 
-Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation) and OUT/NAME-seedS/ (its checkpoint). The
+Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
+OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
 number of updates is set from the candidate's own speed over its first updates, so that it ends on
 time with its whole cosine schedule (a GPU, where present, is shared by the candidates).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +31,8 @@ import torch
 
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
-from icrl_lab.evaluate import in_context_rollout
-from icrl_lab.models import CONFIGS
+from icrl_lab.evaluate import PROTOCOLS, in_context_rollout
+from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
@@ -39,10 +42,13 @@ KEY_TO_DOOR = {"family": "DarkKeyToDoor", "num_steps": 800, "histories_per_task"
 D128 = {"d_model": 128, "n_layer": 4, "n_head": 4}
 # The official code's pace: epsilon all but constant within a window (see the round-6 candidates below).
 PAPER_PACE = {**DARK_ROOM, "num_steps": 80_000, "histories_per_task": 1}
+# The shipped recipe's size: width 64, 2 layers, batch 64, lr 3e-3.
+RECIPE_AD = {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4}
+RECIPE_TRAIN = {"batch_size": 64, "learning_rate": 3e-3}
 
 # name: (data, model kind and config, train settings)
 CANDIDATES = {
-    "ad_d64": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4}, {"batch_size": 256, "learning_rate": 1e-3}),
+    "ad_d64": (DARK_ROOM, RECIPE_AD, {"batch_size": 256, "learning_rate": 1e-3}),
     "ad_d128": (DARK_ROOM, {"kind": "ad", **D128}, {"batch_size": 256, "learning_rate": 5e-4}),
     "ad_d256": (DARK_ROOM, {"kind": "ad", "d_model": 256, "n_layer": 4, "n_head": 8}, {"batch_size": 512, "learning_rate": 3e-4}),
     "ad_d128_dropout": (DARK_ROOM, {"kind": "ad", **D128, "dropout": 0.1, "attention_dropout": 0.5},
@@ -61,30 +67,26 @@ CANDIDATES = {
     # labels (the optimal action) on contexts from a uniformly random policy. A random policy's moves say
     # nothing of the goal, so the only evidence a context holds is where rewards were and were not: does a
     # greedy policy that cannot mistake its own moves for a demonstrator's explore at this compute?
-    "ad_d64_recipe": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
-                      {"batch_size": 64, "learning_rate": 3e-3}),
-    "dpt_random_d64": ({**DARK_ROOM, "source": "random"}, {"kind": "dpt", "d_model": 64, "n_layer": 2, "n_head": 4},
-                       {"batch_size": 64, "learning_rate": 3e-3}),
+    "ad_d64_recipe": (DARK_ROOM, RECIPE_AD, RECIPE_TRAIN),
+    "dpt_random_d64": ({**DARK_ROOM, "source": "random"}, {**RECIPE_AD, "kind": "dpt"}, RECIPE_TRAIN),
     # Memory: an 80-step window holds 4 of a history's 20 episodes, too few to remember which cells a
     # sweep of the room already ruled out. This one sees the whole history (400 steps).
-    "ad_d64_context400": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4, "window_steps": 400},
-                          {"batch_size": 64, "learning_rate": 3e-3, "context_steps": 400}),
+    "ad_d64_context400": (DARK_ROOM, {**RECIPE_AD, "window_steps": 400}, {**RECIPE_TRAIN, "context_steps": 400}),
+    # The whole-history window's greedy exploration comes and goes during training (rounds 5, 7 and 8): may
+    # the paper's dropout (0.1) keep it from fitting the data's mode away? Its attention dropout (0.5) is
+    # left out: on CPU it moves scaled_dot_product_attention off its fused kernel, 7.6x slower per layer.
+    "ad_d64_context400_dropout": (DARK_ROOM, {**RECIPE_AD, "window_steps": 400, "dropout": 0.1},
+                                  {**RECIPE_TRAIN, "context_steps": 400}),
     # Curriculum pace: the official code plays one history per goal of 20,000 episodes, so epsilon is all
     # but constant within an 80-step window; the recipe's 20-episode histories fall 0.13 over 4 episodes.
     # These ones play one history of 4,000 episodes per goal (a window's epsilon moves by 0.001).
-    "ad_d64_slow_curriculum": (PAPER_PACE,
-                               {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
-                               {"batch_size": 64, "learning_rate": 3e-3}),
-    "ad_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
-                                        {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4},
-                                        {"batch_size": 64, "learning_rate": 3e-3}),
+    "ad_d64_slow_curriculum": (PAPER_PACE, RECIPE_AD, RECIPE_TRAIN),
+    "ad_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5}, RECIPE_AD, RECIPE_TRAIN),
     # The paper's token layout: state, action and reward as three tokens (240 per 80-step window), not one.
-    "ad_d64_three_tokens": (DARK_ROOM, {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4, "tokens_per_step": 3},
-                            {"batch_size": 64, "learning_rate": 3e-3}),
+    "ad_d64_three_tokens": (DARK_ROOM, {**RECIPE_AD, "tokens_per_step": 3}, RECIPE_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
-                                         {"kind": "gru", "d_model": 64, "n_layer": 2},
-                                         {"batch_size": 64, "learning_rate": 3e-3}),
+                                         {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
 }
 
 
@@ -111,7 +113,7 @@ def validation_figures(model, family, tasks, episodes: int, seed: int = 0) -> di
     return figures
 
 
-def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None):
+def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None, stop_at: int | None = None):
     torch.set_num_threads(1)
     data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
     family = data_settings.pop("family")
@@ -155,10 +157,31 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
               "data": data_settings | {"family": family}, "model": {"kind": kind, **model_settings}, "train": settings,
               "data_summary": histories.summary()}
     log_path.write_text(json.dumps(header) + "\n")
-    _, log = train(model_config, histories, config, out_dir=out / f"{name}-seed{seed}", record=asdict(histories.provenance()), progress=False,
-                   evaluate=evaluate)
+    # Train in stretches of eval_every updates and keep a copy of each stretch's checkpoint
+    # (OUT/NAME-seedS-atU), so that the one chosen on the validation goals can be measured on the test goals.
+    checkpoint = out / f"{name}-seed{seed}"
+    end = updates if stop_at is None else min(stop_at, updates)
+    for stretch_end in [*range(eval_every, end, eval_every), end]:
+        _, log = train(model_config, histories, config, out_dir=checkpoint, resume=stretch_end > eval_every,
+                       stop_at=stretch_end, record=asdict(histories.provenance()), progress=False, evaluate=evaluate)
+        shutil.copytree(checkpoint, out / f"{name}-seed{seed}-at{stretch_end}")
     with log_path.open("a") as f:
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
+
+
+def per_goal(checkpoints: list[Path], seed: int = 1):
+    """Print each Dark Room checkpoint's greedy last-10 return on every test goal (the adeps protocol's
+    rollouts, averaged per goal): after the choice, to see what a protocol mean is made of."""
+    protocol = PROTOCOLS["adeps"]
+    goals = dark_room_goals("test")
+    for checkpoint in checkpoints:
+        model, _ = load_model(checkpoint)
+        frame, _ = in_context_rollout(model, "DarkRoom", np.repeat(goals, protocol.rollouts_per_task, axis=0),
+                                      protocol.episodes_for("DarkRoom"), mode=protocol.decoding, seed=seed)
+        last = frame[frame["episode"] >= frame["episode"].max() + 1 - protocol.last]
+        returns = last.groupby("task")["return"].mean().to_numpy().reshape(len(goals), protocol.rollouts_per_task)
+        print(json.dumps({"checkpoint": str(checkpoint), "goals": goals.tolist(),
+                          "last10_per_goal": np.round(returns.mean(axis=1), 2).tolist()}))
 
 
 def main():
@@ -166,22 +189,31 @@ def main():
     parser.add_argument("name", nargs="?", default="all")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--updates", type=int, help="train this many updates rather than sizing the run to --minutes")
+    parser.add_argument("--stop-at", type=int, help="stop after this many of the run's updates (its schedule still "
+                        "spans them all), to regenerate a checkpoint chosen on the validation goals")
     parser.add_argument("--out", type=Path, default=Path("runs/study"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="*", help="with 'all': train every candidate with each of these seeds")
     parser.add_argument("--only", nargs="*", help="with 'all': these candidates only")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--per-goal", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print these Dark Room checkpoints' greedy last-10 return on every test goal (--seed: "
+                             "the evaluation seed) and stop")
     args = parser.parse_args()
     if args.list:
         print("\n".join(CANDIDATES))
         return
+    if args.per_goal:
+        per_goal(args.per_goal, args.seed)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name != "all":
-        run(args.name, args.minutes, args.out, args.seed, args.updates)
+        run(args.name, args.minutes, args.out, args.seed, args.updates, args.stop_at)
         return
     runs = [(name, seed) for name in args.only or list(CANDIDATES) for seed in args.seeds or [args.seed]]
     processes = [subprocess.Popen([sys.executable, __file__, name, "--minutes", str(args.minutes), "--out", str(args.out),
-                                   "--seed", str(seed)] + (["--updates", str(args.updates)] if args.updates else []))
+                                   "--seed", str(seed)] + (["--updates", str(args.updates)] if args.updates else [])
+                                  + (["--stop-at", str(args.stop_at)] if args.stop_at else []))
                  for name, seed in runs]
     failed = [run for run, process in zip(runs, processes) if process.wait() != 0]
     if failed:
