@@ -77,6 +77,10 @@ CANDIDATES = {
     # left out: on CPU it moves scaled_dot_product_attention off its fused kernel, 7.6x slower per layer.
     "ad_d64_context400_dropout": (DARK_ROOM, {**RECIPE_AD, "window_steps": 400, "dropout": 0.1},
                                   {**RECIPE_TRAIN, "context_steps": 400}),
+    # The same with the paper's own data setting (epsilon floor 0.5): the demonstrator's moves say less of the
+    # goal (odds of 6 rather than 8 per move), so the model's own moves may mislead it less.
+    "ad_d64_context400_floor0.5": ({**DARK_ROOM, "floor": 0.5}, {**RECIPE_AD, "window_steps": 400},
+                                   {**RECIPE_TRAIN, "context_steps": 400}),
     # Curriculum pace: the official code plays one history per goal of 20,000 episodes, so epsilon is all
     # but constant within an 80-step window; the recipe's 20-episode histories fall 0.13 over 4 episodes.
     # These ones play one history of 4,000 episodes per goal (a window's epsilon moves by 0.001).
