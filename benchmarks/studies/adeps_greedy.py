@@ -31,7 +31,7 @@ import torch
 
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
-from icrl_lab.evaluate import PROTOCOLS, in_context_rollout
+from icrl_lab.evaluate import PROTOCOLS, in_context_rollout, per_task, rollout_table
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
@@ -180,12 +180,12 @@ def per_goal(checkpoints: list[Path], seed: int = 1):
     goals = dark_room_goals("test")
     for checkpoint in checkpoints:
         model, _ = load_model(checkpoint)
-        frame, _ = in_context_rollout(model, "DarkRoom", np.repeat(goals, protocol.rollouts_per_task, axis=0),
-                                      protocol.episodes_for("DarkRoom"), mode=protocol.decoding, seed=seed)
-        last = frame[frame["episode"] >= frame["episode"].max() + 1 - protocol.last]
-        returns = last.groupby("task")["return"].mean().to_numpy().reshape(len(goals), protocol.rollouts_per_task)
+        frame, played = in_context_rollout(model, "DarkRoom", np.repeat(goals, protocol.rollouts_per_task, axis=0),
+                                           protocol.episodes_for("DarkRoom"), mode=protocol.decoding, seed=seed)
+        goal_values = per_task(rollout_table(frame, played, protocol.rollouts_per_task, protocol.last))
         print(json.dumps({"checkpoint": str(checkpoint), "goals": goals.tolist(),
-                          "last10_per_goal": np.round(returns.mean(axis=1), 2).tolist()}))
+                          "last10_per_goal": goal_values[f"last{protocol.last}"].round(2).tolist(),
+                          "first_reward_episode_per_goal": goal_values["first_reward_episode"].round(2).tolist()}))
 
 
 def main():
