@@ -45,6 +45,9 @@ PAPER_PACE = {**DARK_ROOM, "num_steps": 80_000, "histories_per_task": 1}
 # The shipped recipe's size: width 64, 2 layers, batch 64, lr 3e-3.
 RECIPE_AD = {"kind": "ad", "d_model": 64, "n_layer": 2, "n_head": 4}
 RECIPE_TRAIN = {"batch_size": 64, "learning_rate": 3e-3}
+# The same with a window of a whole 20-episode history (400 steps), in training and in acting.
+WHOLE_HISTORY_AD = {**RECIPE_AD, "window_steps": 400}
+WHOLE_HISTORY_TRAIN = {**RECIPE_TRAIN, "context_steps": 400}
 
 # name: (data, model kind and config, train settings)
 CANDIDATES = {
@@ -71,16 +74,14 @@ CANDIDATES = {
     "dpt_random_d64": ({**DARK_ROOM, "source": "random"}, {**RECIPE_AD, "kind": "dpt"}, RECIPE_TRAIN),
     # Memory: an 80-step window holds 4 of a history's 20 episodes, too few to remember which cells a
     # sweep of the room already ruled out. This one sees the whole history (400 steps).
-    "ad_d64_context400": (DARK_ROOM, {**RECIPE_AD, "window_steps": 400}, {**RECIPE_TRAIN, "context_steps": 400}),
+    "ad_d64_context400": (DARK_ROOM, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     # The whole-history window's greedy exploration comes and goes during training (rounds 5, 7 and 8): may
     # the paper's dropout (0.1) keep it from fitting the data's mode away? Its attention dropout (0.5) is
     # left out: on CPU it moves scaled_dot_product_attention off its fused kernel, 7.6x slower per layer.
-    "ad_d64_context400_dropout": (DARK_ROOM, {**RECIPE_AD, "window_steps": 400, "dropout": 0.1},
-                                  {**RECIPE_TRAIN, "context_steps": 400}),
+    "ad_d64_context400_dropout": (DARK_ROOM, {**WHOLE_HISTORY_AD, "dropout": 0.1}, WHOLE_HISTORY_TRAIN),
     # The same with the paper's own data setting (epsilon floor 0.5): the demonstrator's moves say less of the
     # goal (odds of 6 rather than 8 per move), so the model's own moves may mislead it less.
-    "ad_d64_context400_floor0.5": ({**DARK_ROOM, "floor": 0.5}, {**RECIPE_AD, "window_steps": 400},
-                                   {**RECIPE_TRAIN, "context_steps": 400}),
+    "ad_d64_context400_floor0.5": ({**DARK_ROOM, "floor": 0.5}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     # Curriculum pace: the official code plays one history per goal of 20,000 episodes, so epsilon is all
     # but constant within an 80-step window; the recipe's 20-episode histories fall 0.13 over 4 episodes.
     # These ones play one history of 4,000 episodes per goal (a window's epsilon moves by 0.001).
