@@ -188,6 +188,19 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
                                                       "source": {"name": "model", "mode": mode, "temperature": temperature}})
 
 
+def in_context_figures(model, family: str, tasks, episodes: int, mode: str = "greedy", rollouts: int = 1,
+                       seed: int = 0, last: int = 10) -> dict:
+    """A quick in-context score, without controls or intervals (validation during training): the mean
+    return of the first episode and of the last `last`, and the median episode of the first reward
+    (`episodes` where a rollout is never rewarded)."""
+    frame, _ = in_context_rollout(model, family, np.repeat(np.asarray(tasks), rollouts, axis=0), episodes, mode=mode,
+                                  seed=seed)
+    per_episode = frame.groupby("episode")["return"].mean()
+    rewarded = frame[frame["return"] > 0].groupby("task")["episode"].min()
+    return {"first": float(per_episode.iloc[0]), f"last{last}": float(per_episode.iloc[-last:].mean()),
+            "first_reward_episode": float(rewarded.reindex(range(len(tasks) * rollouts)).fillna(episodes).median())}
+
+
 # --- statistics ---------------------------------------------------------------------------------------
 
 def bootstrap_ci(values, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:

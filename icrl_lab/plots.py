@@ -83,7 +83,8 @@ def table(summary: dict, digits: int = 3) -> pd.Series:
 
 
 # Readable names of the recipes (icrl_lab.recipes) for figures and tables.
-RECIPE_LABELS = {"dark_room_adeps": "AD on AD^eps data", "dark_room_q_learning": "AD on Q-learning histories",
+RECIPE_LABELS = {"dark_room_adeps_whole_history": "AD on AD^eps data, whole history in context",
+                 "dark_room_adeps": "AD on AD^eps data", "dark_room_q_learning": "AD on Q-learning histories",
                  "bandit_dpt": "DPT on bandits", "key_to_door_adeps": "AD on AD^eps data (Key-to-Door)"}
 
 

@@ -11,6 +11,7 @@ figure.png); `load_shipped(name)` loads one.
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -22,11 +23,11 @@ import numpy as np
 from .curricula import collect_noise_distillation
 from .envs import task_split, token_sizes
 from .histories import Provenance
-from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol
+from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol, in_context_figures
 from .models import CONFIGS, ADConfig, load_model
 from .sources import collect_rl_histories
 from .schedules import make_schedule
-from .train import TrainConfig, train
+from .train import RESULT_FILES, TrainConfig, train
 
 SHIPPED = files(__package__) / "checkpoints"  # package data: an installed wheel carries the checkpoints
 SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
@@ -86,6 +87,26 @@ def model_config(family: str, kind: str = "ad", env_kwargs: dict | None = None, 
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Early stopping on validation tasks: every `every` updates the model plays `episodes` episodes in context
+    (the protocol's decoding, `rollouts` per task) on the family's "validation" split, which the recipe's
+    histories leave out (it collects on "fit"), and the recipe keeps the checkpoint with the highest mean
+    return over the last 10 (the earliest on a tie). The test tasks play no part in the choice."""
+
+    every: int = 350
+    episodes: int = 40
+    rollouts: int = 1
+
+    def __post_init__(self):
+        for name in ("every", "episodes", "rollouts"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1")
+        if self.episodes < 10:
+            raise ValueError(f"episodes={self.episodes} is not allowed: the score is the mean of the last 10 episodes")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One reproduction: its data, model, training and evaluation, each a typed part."""
 
@@ -96,6 +117,12 @@ class Recipe:
     train: TrainConfig
     evaluation: Protocol
     claim: dict = field(default_factory=dict)  # the headline and its target, e.g. {"ratio_to_best_in_data": 1.67}
+    selection: Selection | None = None  # early stopping on validation tasks; None keeps the last checkpoint
+
+    def __post_init__(self):
+        if self.selection is not None and self.collect.split != "fit":
+            raise ValueError(f"recipe {self.name!r} chooses on the validation tasks, so its histories must leave them "
+                             f"out: collect on split='fit', not {self.collect.split!r}")
 
     @property
     def family(self) -> str:
@@ -107,6 +134,7 @@ class Recipe:
 
 SMALL_AD = {"window_steps": 80, "d_model": 64, "n_layer": 2, "n_head": 4}
 SHORT_RUN = {"updates": 3000, "batch_size": 64, "context_steps": 80, "learning_rate": 3e-3, "weight_decay": 1e-4}
+WHOLE_HISTORY = 400  # steps: a whole 20-episode Dark Room history in the window
 
 RECIPES = {recipe.name: recipe for recipe in [
     Recipe(
@@ -120,6 +148,21 @@ RECIPES = {recipe.name: recipe for recipe in [
         train=TrainConfig(**SHORT_RUN),
         evaluation=PROTOCOLS["adeps"],
         claim={"ratio_to_best_in_data": 1.67},
+    ),
+    Recipe(
+        name="dark_room_adeps_whole_history",
+        description="AD on AD^eps Dark Room histories (max_perf 0.5), whole history in context, early-stopped on "
+                    "8 validation goals, evaluated on the 16 held-out goals",
+        # An 80-step window holds 4 of a history's 20 episodes, too few to remember which cells a sweep
+        # already ruled out; with the whole history the greedy policy explores in mid-training and loses
+        # it again by the end, hence the early stopping (benchmarks/studies/results/README.md, rounds 5-8).
+        collect=CollectSpec("DarkRoom", "noise_distillation", num_steps=400, histories_per_task=250, max_perf=0.5,
+                            split="fit"),
+        model=model_config("DarkRoom", **{**SMALL_AD, "window_steps": WHOLE_HISTORY}),
+        train=TrainConfig(**{**SHORT_RUN, "context_steps": WHOLE_HISTORY}),
+        evaluation=PROTOCOLS["adeps"],
+        claim={"ratio_to_best_in_data": 1.67},
+        selection=Selection(every=350, episodes=40),
     ),
     Recipe(
         name="dark_room_q_learning",
@@ -234,7 +277,11 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     record = {"recipe": {"name": name}, "seed": seed, "command": command, **asdict(data.provenance())}
     started = time.perf_counter()
     config = train_config or replace(recipe.train, seed=seed, checkpoint_every=500)
-    model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress, overwrite=overwrite)
+    if recipe.selection is None:
+        model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress,
+                           overwrite=overwrite)
+    else:
+        model, log = train_and_choose(recipe, data, config, out_dir, record, seed, progress, overwrite)
     timings["train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     figures, result = evaluate_checkpoint(model, record, seed=seed)
@@ -242,11 +289,54 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     timings["total_seconds"] = sum(timings.values())
     results = {"recipe": name, "seed": seed, "command": command, "figures": figures, "timings": timings,
                "final_loss": log[-1]["loss"], "claim": recipe.claim}
+    if recipe.selection is not None:
+        results["chosen"] = json.loads((out_dir / "config.json").read_text())["selection"]["chosen"]
     (out_dir / ".results.json.tmp").write_text(json.dumps(results, indent=2))
     (out_dir / ".results.json.tmp").replace(out_dir / "results.json")
     save_figure(recipe.description, figures, result, out_dir / ".figure.tmp.png")
     (out_dir / ".figure.tmp.png").replace(out_dir / "figure.png")
     return results
+
+
+CHOSEN_FILES = ("model.safetensors", "config.json", "selection.jsonl")
+
+
+def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, record: dict, seed: int = 0,
+                     progress: bool = True, overwrite: bool = False):
+    """Train with early stopping on the validation tasks (recipe.selection): in stretches of `every` updates
+    into out_dir/training (a resumable checkpoint of the latest update), each stretch's model scored on the
+    "validation" split (a line of out_dir/selection.jsonl), and the best one's weights and config kept in
+    out_dir, its config.json saying which update it is ("selection"). Returns (the chosen model, the log)."""
+    selection = recipe.selection
+    existing = [name for name in CHOSEN_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"--out {out_dir} already holds a chosen checkpoint ({existing}): pass --overwrite "
+                              f"(overwrite=True) to replace it, or choose another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in CHOSEN_FILES + RESULT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    validation = recipe.collect.tasks("validation", seed)
+    scores, chosen, log = [], None, []
+    stops = [*range(selection.every, config.updates, selection.every), config.updates]
+    for index, stop in enumerate(stops):
+        model, log = train(recipe.model, data, config, out_dir=out_dir / "training", record=record, progress=progress,
+                           stop_at=stop, resume=index > 0, overwrite=overwrite and index == 0)
+        score = {"update": stop, **in_context_figures(model, recipe.family, validation, selection.episodes,
+                                                       recipe.evaluation.decoding, selection.rollouts, seed)}
+        scores.append(score)
+        with (out_dir / "selection.jsonl").open("a") as f:
+            f.write(json.dumps(score) + "\n")
+        if chosen is None or score["last10"] > chosen["last10"]:
+            chosen = score
+            shutil.copyfile(out_dir / "training" / "model.safetensors", out_dir / ".model.safetensors.tmp")
+            (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
+            chosen_record = json.loads((out_dir / "training" / "config.json").read_text())
+        chosen_record["selection"] = {**asdict(selection), "split": "validation", "tasks": len(validation),
+                                      "decoding": recipe.evaluation.decoding, "chosen": chosen, "scores": scores}
+        (out_dir / ".config.json.tmp").write_text(json.dumps(chosen_record, indent=2))  # beside its weights, whole
+        (out_dir / ".config.json.tmp").replace(out_dir / "config.json")
+    model, _ = load_model(out_dir)
+    return model, log
 
 
 def shipped_checkpoint(name: str, directory=None):

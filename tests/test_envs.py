@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import icrl_lab  # noqa: F401  (registers the environments)
 from icrl_lab.envs import (BatchedBernoulliBandit, BatchedDarkKeyToDoor, BatchedDarkRoom, BernoulliBanditEnv, DarkRoomEnv,
-                           VARIANTS, bandit_tasks, dark_room_goals, key_to_door_tasks)
+                           VARIANTS, bandit_tasks, dark_room_goals, key_to_door_tasks, task_split)
 from icrl_lab.sources import optimal_returns
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
@@ -127,6 +127,19 @@ def test_task_splits_follow_the_paper():
     assert not {tuple(t) for t in k_train} & {tuple(t) for t in k_test}
     means = bandit_tasks(20, k=5, seed=0)
     assert means.shape == (20, 5) and means.min() >= 0 and means.max() <= 1
+
+
+@pytest.mark.parametrize("family, validation_size", [("DarkRoom", 8), ("DarkKeyToDoor", 50)])
+def test_fit_and_validation_divide_the_training_split(family, validation_size):
+    train, test = task_split(family, "train"), task_split(family, "test")
+    fit, validation = task_split(family, "fit"), task_split(family, "validation")
+    assert len(validation) == validation_size and len(fit) + len(validation) == len(train)
+    as_set = lambda tasks: {tuple(t) for t in tasks}  # noqa: E731
+    assert as_set(fit) | as_set(validation) == as_set(train)
+    assert not as_set(fit) & as_set(validation) and not as_set(validation) & as_set(test)
+    np.testing.assert_array_equal(task_split(family, "validation"), validation)  # the same every time
+    with pytest.raises(ValueError, match="'valid' is not one of .*'validation'"):
+        task_split(family, "valid")
 
 
 actions_strategy = st.lists(st.integers(0, 4), min_size=1, max_size=60)

@@ -1,12 +1,15 @@
 """The reproduce flow end to end on a tiny recipe: checkpoint, results and figure, re-loadable."""
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from icrl_lab import recipes
+from icrl_lab.envs import task_split
 from icrl_lab.evaluate import get_protocol
 from icrl_lab.models import load_model
-from icrl_lab.train import TrainConfig
+from icrl_lab.train import TrainConfig, train
 
 
 @pytest.fixture
@@ -47,3 +50,47 @@ def test_unknown_recipe_and_missing_checkpoint_are_named(monkeypatch, tmp_path):
 def test_full_must_be_a_real_boolean():
     with pytest.raises(ValueError, match="full='false' is not allowed"):
         recipes.load_or_reproduce("dark_room_adeps", full="false")
+
+
+@pytest.fixture
+def tiny_chosen(monkeypatch, tiny):
+    recipe = replace(tiny, name="tiny_chosen", collect=replace(tiny.collect, split="fit"),
+                     selection=recipes.Selection(every=2, episodes=10))
+    monkeypatch.setitem(recipes.RECIPES, recipe.name, recipe)
+    return recipe
+
+
+def test_early_stopping_keeps_the_checkpoint_best_on_validation(tiny_chosen, tmp_path, monkeypatch):
+    # Scripted validation scores (a tie at the best: the earliest wins), to see which checkpoint is kept.
+    scores = iter([1.0, 3.0, 2.0, 3.0, 0.5])
+    seen = []
+
+    def scripted(model, family, tasks, episodes, mode, rollouts, seed):
+        seen.append({tuple(t) for t in tasks})
+        return {"first": 0.0, "last10": next(scores), "first_reward_episode": float(episodes)}
+
+    monkeypatch.setattr(recipes, "in_context_figures", scripted)
+    results = recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False)
+    assert results["chosen"]["update"] == 4 and results["chosen"]["last10"] == 3.0
+    validation = {tuple(t) for t in task_split("DarkRoom", "validation")}
+    assert all(tasks == validation for tasks in seen) and len(seen) == 5, "every stretch scored on the validation goals"
+    lines = [json.loads(line) for line in (tmp_path / "run" / "selection.jsonl").read_text().splitlines()]
+    assert [line["update"] for line in lines] == [2, 4, 6, 8, 10]
+    chosen, record = load_model(tmp_path / "run")
+    assert record["updates_done"] == 4 and record["selection"]["chosen"]["update"] == 4
+    # The kept weights are those of update 4: training again and stopping there gives the same ones.
+    data = tiny_chosen.collect.collect(1)
+    again, _ = train(tiny_chosen.model, data, replace(tiny_chosen.train, seed=1), progress=False, stop_at=4)
+    for name, value in chosen.state_dict().items():
+        assert np.array_equal(value.numpy(), again.state_dict()[name].numpy()), name
+    latest, _ = load_model(tmp_path / "run" / "training")
+    assert not all(np.array_equal(v.numpy(), latest.state_dict()[k].numpy()) for k, v in chosen.state_dict().items())
+    with pytest.raises(FileExistsError, match="already holds a chosen checkpoint"):
+        recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False)
+
+
+def test_a_recipe_that_chooses_on_validation_must_collect_without_it(tiny):
+    with pytest.raises(ValueError, match="collect on split='fit'"):
+        replace(tiny, selection=recipes.Selection())
+    with pytest.raises(ValueError, match="every=0 is not allowed"):
+        recipes.Selection(every=0)

@@ -9,6 +9,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py ad_d128 --minutes 8 --out runs/study     (one candidate)
     python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
+    python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -30,8 +31,8 @@ import numpy as np
 import torch
 
 from icrl_lab.curricula import collect_noise_distillation
-from icrl_lab.envs import dark_room_goals, key_to_door_tasks, token_sizes
-from icrl_lab.evaluate import PROTOCOLS, in_context_rollout, per_task, rollout_table
+from icrl_lab.envs import dark_room_goals, task_split, token_sizes
+from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
@@ -95,26 +96,11 @@ CANDIDATES = {
 }
 
 
-def split_tasks(family: str):
-    """(fitting, validation) tasks, both from the training split."""
-    if family == "DarkRoom":
-        goals = dark_room_goals("train")
-        order = np.random.default_rng(7).permutation(len(goals))
-        return goals[order[8:]], goals[order[:8]]
-    tasks = key_to_door_tasks("train")
-    order = np.random.default_rng(7).permutation(len(tasks))
-    return tasks[order[50:]], tasks[order[:50]]
-
-
 def validation_figures(model, family, tasks, episodes: int, seed: int = 0) -> dict:
     figures = {}
-    for name, mode, rollouts in (("greedy", "greedy", 1 if family == "DarkRoom" else 4), ("sample", "sample", 4)):
-        frame, played = in_context_rollout(model, family, np.repeat(tasks, rollouts, axis=0), episodes, mode=mode, seed=seed)
-        per_episode = frame.groupby("episode")["return"].mean()
-        figures[f"{name}_first"] = float(per_episode.iloc[0])
-        figures[f"{name}_last10"] = float(per_episode.iloc[-10:].mean())
-        rewarded = frame[frame["return"] > 0].groupby("task")["episode"].min()
-        figures[f"{name}_first_reward_episode"] = float(rewarded.reindex(range(len(tasks) * rollouts)).fillna(episodes).median())
+    for mode, rollouts in (("greedy", 1 if family == "DarkRoom" else 4), ("sample", 4)):
+        figures.update({f"{mode}_{key}": value for key, value in
+                        in_context_figures(model, family, tasks, episodes, mode, rollouts, seed).items()})
     return figures
 
 
@@ -122,7 +108,7 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
     torch.set_num_threads(1)
     data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
     family = data_settings.pop("family")
-    fit, validation = split_tasks(family)
+    fit, validation = task_split(family, "fit"), task_split(family, "validation")
     if data_settings.get("source") == "random":
         histories = collect_rl_histories(family, fit, "random", data_settings["num_steps"],
                                          data_settings["histories_per_task"], seed=seed)
@@ -189,6 +175,23 @@ def per_goal(checkpoints: list[Path], seed: int = 1):
                           "first_reward_episode_per_goal": goal_values["first_reward_episode"].round(2).tolist()}))
 
 
+def averaged(checkpoints: list[Path]):
+    """One model whose weights are the mean of several checkpoints' of one run (weight averaging)."""
+    models = [load_model(checkpoint)[0] for checkpoint in checkpoints]
+    states = [model.state_dict() for model in models]
+    models[0].load_state_dict({name: torch.stack([state[name].float() for state in states]).mean(0).to(value.dtype)
+                               for name, value in states[0].items()})
+    return models[0]
+
+
+def average(checkpoints: list[Path], seed: int = 0):
+    """Print the validation figures (as the candidates log them) of the mean of these checkpoints' weights:
+    does averaging the mid-training checkpoints, where greedy exploration comes and goes, keep it?"""
+    torch.set_num_threads(1)
+    figures = validation_figures(averaged(checkpoints), "DarkRoom", task_split("DarkRoom", "validation"), 40, seed=seed)
+    print(json.dumps({"average_of": [str(checkpoint) for checkpoint in checkpoints], **figures}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", default="all")
@@ -204,7 +207,13 @@ def main():
     parser.add_argument("--per-goal", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these Dark Room checkpoints' greedy last-10 return on every test goal (--seed: "
                              "the evaluation seed) and stop")
+    parser.add_argument("--average", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print the validation figures of the mean of these Dark Room checkpoints' weights "
+                             "(--seed: the run's training seed) and stop")
     args = parser.parse_args()
+    if args.average:
+        average(args.average, args.seed)
+        return
     if args.list:
         print("\n".join(CANDIDATES))
         return

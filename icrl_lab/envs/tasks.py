@@ -9,6 +9,11 @@ import numpy as np
 from .grid import check_size
 
 SPLITS = ("train", "test", "all")
+# Held out of the training split, for choosing among checkpoints without looking at the test tasks:
+# "validation" is a fixed share of the training tasks (8 of Dark Room's 65 goals, 50 of Key-to-Door's 1000)
+# and "fit" the rest, the tasks a recipe that chooses on validation collects its histories on.
+TRAINING_SUBSETS = ("fit", "validation")
+VALIDATION_SHARE = {"DarkRoom": 8 / 65, "DarkKeyToDoor": 50 / 1000}
 
 
 def _check_split(split: str) -> str:
@@ -55,12 +60,20 @@ def bandit_tasks(n: int, k: int = 5, seed: int = 0) -> np.ndarray:
 
 def task_split(family: str, split: str = "train", num_tasks: int = 100, seed: int = 0, size: int = 9) -> np.ndarray:
     """The tasks of a family's split: the papers' splits for the grids (`size` for Dark Room), and for
-    bandits `num_tasks` arm-mean vectors drawn with seed + 0 (train), + 1 (test) or + 2 (all)."""
-    _check_split(split)
+    bandits `num_tasks` arm-mean vectors drawn with seed + 0 (train), + 1 (test) or + 2 (all).
+    "fit" and "validation" divide a grid's training split (TRAINING_SUBSETS); for bandits they are fresh
+    draws (seed + 3, + 4)."""
+    if split not in SPLITS + TRAINING_SUBSETS:
+        raise ValueError(f"split={split!r} is not one of {SPLITS + TRAINING_SUBSETS}")
+    if split in TRAINING_SUBSETS and family in VALIDATION_SHARE:
+        train = task_split(family, "train", size=size)
+        order = np.random.default_rng(7).permutation(len(train))
+        count = max(1, round(len(train) * VALIDATION_SHARE[family]))
+        return train[order[:count]] if split == "validation" else train[order[count:]]
     if family == "DarkRoom":
         return dark_room_goals(split, size=size)
     if family == "DarkKeyToDoor":
         return key_to_door_tasks(split)
     if family == "BernoulliBandit":
-        return bandit_tasks(num_tasks, seed=seed + SPLITS.index(split))
+        return bandit_tasks(num_tasks, seed=seed + (SPLITS + TRAINING_SUBSETS).index(split))
     raise ValueError(f"family={family!r} is not one of 'DarkRoom', 'DarkKeyToDoor', 'BernoulliBandit'")
