@@ -30,7 +30,7 @@ from .schedules import make_schedule
 from .train import RESULT_FILES, TrainConfig, train
 
 SHIPPED = files(__package__) / "checkpoints"  # package data: an installed wheel carries the checkpoints
-SHIPPED_NAMES = ("dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
+SHIPPED_NAMES = ("dark_room_adeps_whole_history", "dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
 SOURCES = ("noise_distillation", "q_learning", "ucb1", "thompson", "random")
 
 

@@ -42,7 +42,7 @@ def test_every_recipe_listed_here_is_shipped_with_its_provenance():
         assert evaluation["command"].startswith(f"python -m icrl_lab evaluate {name} ")
         assert evaluation["protocol"] == RECIPES[name].evaluation.name and not evaluation["ablation"]
     total = sum(len(file.read_bytes()) for file in files_under(SHIPPED))
-    assert total < 5_000_000, f"shipped checkpoints take {total / 1e6:.1f} MB: keep them small"
+    assert total < 6_000_000, f"shipped checkpoints take {total / 1e6:.1f} MB: keep them small"
 
 
 @pytest.mark.parametrize("name", SHIPPED_NAMES)

@@ -80,6 +80,8 @@ CANDIDATES = {
     # the paper's dropout (0.1) keep it from fitting the data's mode away? Its attention dropout (0.5) is
     # left out: on CPU it moves scaled_dot_product_attention off its fused kernel, 7.6x slower per layer.
     "ad_d64_context400_dropout": (DARK_ROOM, {**WHOLE_HISTORY_AD, "dropout": 0.1}, WHOLE_HISTORY_TRAIN),
+    # Or does a smaller step keep it, the fit to the data's mode coming more slowly (a third of the rate)?
+    "ad_d64_context400_lr1e-3": (DARK_ROOM, WHOLE_HISTORY_AD, {**WHOLE_HISTORY_TRAIN, "learning_rate": 1e-3}),
     # The same with the paper's own data setting (epsilon floor 0.5): the demonstrator's moves say less of the
     # goal (odds of 6 rather than 8 per move), so the model's own moves may mislead it less.
     "ad_d64_context400_floor0.5": ({**DARK_ROOM, "floor": 0.5}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
