@@ -298,15 +298,15 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     return results
 
 
-CHOSEN_FILES = ("model.safetensors", "config.json", "selection.jsonl")
+CHOSEN_FILES = ("model.safetensors", "config.json")
 
 
 def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, record: dict, seed: int = 0,
                      progress: bool = True, overwrite: bool = False):
     """Train with early stopping on the validation tasks (recipe.selection): in stretches of `every` updates
     into out_dir/training (a resumable checkpoint of the latest update), each stretch's model scored on the
-    "validation" split (a line of out_dir/selection.jsonl), and the best one's weights and config kept in
-    out_dir, its config.json saying which update it is ("selection"). Returns (the chosen model, the log)."""
+    "validation" split, and the best one's weights and config kept in out_dir, its config.json saying which
+    update it is and holding every score so far ("selection"). Returns (the chosen model, the log)."""
     selection = recipe.selection
     existing = [name for name in CHOSEN_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
@@ -324,8 +324,6 @@ def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, r
         score = {"update": stop, **in_context_figures(model, recipe.family, validation, selection.episodes,
                                                        recipe.evaluation.decoding, selection.rollouts, seed)}
         scores.append(score)
-        with (out_dir / "selection.jsonl").open("a") as f:
-            f.write(json.dumps(score) + "\n")
         if chosen is None or score["last10"] > chosen["last10"]:
             chosen = score
             shutil.copyfile(out_dir / "training" / "model.safetensors", out_dir / ".model.safetensors.tmp")

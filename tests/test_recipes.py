@@ -74,10 +74,9 @@ def test_early_stopping_keeps_the_checkpoint_best_on_validation(tiny_chosen, tmp
     assert results["chosen"]["update"] == 4 and results["chosen"]["last10"] == 3.0
     validation = {tuple(t) for t in task_split("DarkRoom", "validation")}
     assert all(tasks == validation for tasks in seen) and len(seen) == 5, "every stretch scored on the validation goals"
-    lines = [json.loads(line) for line in (tmp_path / "run" / "selection.jsonl").read_text().splitlines()]
-    assert [line["update"] for line in lines] == [2, 4, 6, 8, 10]
     chosen, record = load_model(tmp_path / "run")
     assert record["updates_done"] == 4 and record["selection"]["chosen"]["update"] == 4
+    assert [score["update"] for score in record["selection"]["scores"]] == [2, 4, 6, 8, 10]
     # The kept weights are those of update 4: training again and stopping there gives the same ones.
     data = tiny_chosen.collect.collect(1)
     again, _ = train(tiny_chosen.model, data, replace(tiny_chosen.train, seed=1), progress=False, stop_at=4)
