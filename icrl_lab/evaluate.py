@@ -192,13 +192,12 @@ def in_context_figures(model, family: str, tasks, episodes: int, mode: str = "gr
                        seed: int = 0, last: int = 10) -> dict:
     """A quick in-context score, without controls or intervals (validation during training): the mean
     return of the first episode and of the last `last`, and the median episode of the first reward
-    (`episodes` where a rollout is never rewarded)."""
-    frame, _ = in_context_rollout(model, family, np.repeat(np.asarray(tasks), rollouts, axis=0), episodes, mode=mode,
-                                  seed=seed)
-    per_episode = frame.groupby("episode")["return"].mean()
-    rewarded = frame[frame["return"] > 0].groupby("task")["episode"].min()
-    return {"first": float(per_episode.iloc[0]), f"last{last}": float(per_episode.iloc[-last:].mean()),
-            "first_reward_episode": float(rewarded.reindex(range(len(tasks) * rollouts)).fillna(episodes).median())}
+    (`episodes` where a rollout is never rewarded), over the rollouts of `rollout_table`."""
+    frame, played = in_context_rollout(model, family, np.repeat(np.asarray(tasks), rollouts, axis=0), episodes,
+                                       mode=mode, seed=seed)
+    table = rollout_table(frame, played, rollouts, last)
+    return {"first": float(table["first"].mean()), f"last{last}": float(table[f"last{last}"].mean()),
+            "first_reward_episode": float(table["first_reward_episode"].median())}
 
 
 # --- statistics ---------------------------------------------------------------------------------------
