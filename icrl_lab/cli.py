@@ -230,7 +230,8 @@ def reproduce_command(args) -> dict:
     from .recipes import reproduce
 
     _check_seed(args.seed)
-    results = reproduce(args.recipe, args.out, seed=args.seed, command=_command(), overwrite=args.overwrite)
+    results = reproduce(args.recipe, args.out, seed=args.seed, command=_command(), overwrite=args.overwrite,
+                        resume=args.resume)
     return {"out": str(args.out), **results["figures"], **results["timings"]}
 
 
@@ -319,6 +320,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="directory for the checkpoint, results.json and figure.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint and results already in --out")
+    p.add_argument("--resume", action="store_true", help="go on with an interrupted run in --out (same recipe and seed)")
 
     p = commands.add_parser("course", help="run the course notebooks in order with papermill; print their headline cells")
     p.add_argument("--notebooks", default="notebooks")
@@ -330,8 +332,9 @@ def main(argv=None):
     try:
         result = run(args)
     except KeyboardInterrupt:
-        parser.exit(130, "interrupted: files being written were removed; earlier files and checkpoints are as they "
-                         "were\n")
+        go_on = " (go on with the same command and --resume)" if args.command in ("train", "reproduce") else ""
+        parser.exit(130, f"interrupted: files being written were removed; earlier files and checkpoints are as they "
+                         f"were{go_on}\n")
     except (ValueError, OSError) as error:  # OSError: FileNotFoundError, FileExistsError, PermissionError, ...
         if isinstance(error, OSError) and error.filename is not None:
             error = f"cannot use {error.filename}: {error.strerror or error}; check the path and its permissions"

@@ -189,12 +189,12 @@ def in_context_rollout(model, family: str, tasks, episodes: int, env_kwargs: dic
 
 
 def in_context_figures(model, family: str, tasks, episodes: int, mode: str = "greedy", rollouts: int = 1,
-                       seed: int = 0, last: int = 10) -> dict:
+                       seed: int = 0, last: int = 10, env_kwargs: dict | None = None) -> dict:
     """A quick in-context score, without controls or intervals (validation during training): the mean
     return of the first episode and of the last `last`, and the median episode of the first reward
     (`episodes` where a rollout is never rewarded), over the rollouts of `rollout_table`."""
     frame, played = in_context_rollout(model, family, np.repeat(np.asarray(tasks), rollouts, axis=0), episodes,
-                                       mode=mode, seed=seed)
+                                       env_kwargs, mode=mode, seed=seed)
     table = rollout_table(frame, played, rollouts, last)
     return {"first": float(table["first"].mean()), f"last{last}": float(table[f"last{last}"].mean()),
             "first_reward_episode": float(table["first_reward_episode"].median())}

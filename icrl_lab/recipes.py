@@ -27,7 +27,7 @@ from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol, in_c
 from .models import CONFIGS, ADConfig, load_model
 from .sources import collect_rl_histories
 from .schedules import make_schedule
-from .train import RESULT_FILES, TrainConfig, train
+from .train import RESULT_FILES, STAGING, TrainConfig, train
 
 SHIPPED = files(__package__) / "checkpoints"  # package data: an installed wheel carries the checkpoints
 SHIPPED_NAMES = ("dark_room_adeps_whole_history", "dark_room_adeps", "dark_room_q_learning", "key_to_door_adeps", "bandit_dpt")
@@ -264,13 +264,18 @@ def save_evaluation(printed: dict, result: dict, folder: Path, record: dict, epi
 
 
 def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,
-              train_config: TrainConfig | None = None, overwrite: bool = False) -> dict:
+              train_config: TrainConfig | None = None, overwrite: bool = False, resume: bool = False) -> dict:
     """Collect, train and evaluate one recipe; write checkpoint, results.json and figure.png to out_dir.
     train_config: the recipe's own by default (with `seed`); a shorter one makes a quick version.
-    A checkpoint already in out_dir is refused unless overwrite=True (see train)."""
+    A checkpoint already in out_dir is refused unless overwrite=True (see train), or resume=True, which
+    goes on from it (an interrupted run: the same data, collected again from `seed`, and the same weights)."""
     recipe = get_recipe(name)
     out_dir = Path(out_dir)
     command = command or f"icrl_lab.recipes.reproduce({name!r}, seed={seed})"
+    training = out_dir / "training" if recipe.selection else out_dir
+    if resume and not any((training / file).exists() for file in ("training_state.json", STAGING)):
+        raise FileNotFoundError(f"--out {out_dir} holds no run of {name} to resume ({training} has no training state): "
+                                f"start it without --resume")
     timings, started = {}, time.perf_counter()
     data = recipe.collect.collect(seed, command=command)
     timings["collect_seconds"] = time.perf_counter() - started
@@ -279,9 +284,9 @@ def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, pro
     config = train_config or replace(recipe.train, seed=seed, checkpoint_every=500)
     if recipe.selection is None:
         model, log = train(recipe.model, data, config, out_dir=out_dir, record=record, progress=progress,
-                           overwrite=overwrite)
+                           overwrite=overwrite, resume=resume)
     else:
-        model, log = train_and_choose(recipe, data, config, out_dir, record, seed, progress, overwrite)
+        model, log = train_and_choose(recipe, data, config, out_dir, record, seed, progress, overwrite, resume)
     timings["train_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     figures, result = evaluate_checkpoint(model, record, seed=seed)
@@ -302,27 +307,44 @@ CHOSEN_FILES = ("model.safetensors", "config.json")
 
 
 def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, record: dict, seed: int = 0,
-                     progress: bool = True, overwrite: bool = False):
+                     progress: bool = True, overwrite: bool = False, resume: bool = False):
     """Train with early stopping on the validation tasks (recipe.selection): in stretches of `every` updates
     into out_dir/training (a resumable checkpoint of the latest update), each stretch's model scored on the
     "validation" split, and the best one's weights and config kept in out_dir, its config.json saying which
-    update it is and holding every score so far ("selection"). Returns (the chosen model, the log)."""
+    update it is and holding every score so far ("selection"). resume=True goes on after the last stretch
+    scored there (an interrupted stretch is trained again from its start, as train resumes; the scoring is
+    deterministic). Returns (the chosen model, the log)."""
     selection = recipe.selection
-    existing = [name for name in CHOSEN_FILES if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"--out {out_dir} already holds a chosen checkpoint ({existing}): pass --overwrite "
-                              f"(overwrite=True) to replace it, or choose another folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in CHOSEN_FILES + RESULT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in --out, overwrite "
+                         "replaces it")
+    scores, chosen, chosen_record, log = [], None, None, []
+    if resume:
+        if (out_dir / "config.json").is_file():
+            chosen_record = json.loads((out_dir / "config.json").read_text())
+            scores, chosen = chosen_record["selection"]["scores"], chosen_record["selection"]["chosen"]
+        for name in RESULT_FILES:  # made from the chosen checkpoint, which the run may still change
+            (out_dir / name).unlink(missing_ok=True)
+    else:
+        existing = [name for name in CHOSEN_FILES if (out_dir / name).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"--out {out_dir} already holds a chosen checkpoint ({existing}): pass --resume "
+                                  f"(resume=True) to go on with its run, --overwrite (overwrite=True) to replace it, "
+                                  f"or choose another folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in CHOSEN_FILES + RESULT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
     validation = recipe.collect.tasks("validation", seed)
-    scores, chosen, log = [], None, []
+    scored = {score["update"] for score in scores}
     stops = [*range(selection.every, config.updates, selection.every), config.updates]
     for index, stop in enumerate(stops):
+        if stop in scored:
+            continue
         model, log = train(recipe.model, data, config, out_dir=out_dir / "training", record=record, progress=progress,
-                           stop_at=stop, resume=index > 0, overwrite=overwrite and index == 0)
+                           stop_at=stop, resume=resume or index > 0, overwrite=overwrite and index == 0)
         score = {"update": stop, **in_context_figures(model, recipe.family, validation, selection.episodes,
-                                                       recipe.evaluation.decoding, selection.rollouts, seed)}
+                                                       recipe.evaluation.decoding, selection.rollouts, seed,
+                                                       env_kwargs=recipe.collect.env_kwargs)}
         scores.append(score)
         if chosen is None or score["last10"] > chosen["last10"]:
             chosen = score
@@ -333,6 +355,8 @@ def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, r
                                       "decoding": recipe.evaluation.decoding, "chosen": chosen, "scores": scores}
         (out_dir / ".config.json.tmp").write_text(json.dumps(chosen_record, indent=2))  # beside its weights, whole
         (out_dir / ".config.json.tmp").replace(out_dir / "config.json")
+    if not log:  # resumed after every stretch was scored: the log is the training checkpoint's
+        log = json.loads((out_dir / "training" / "config.json").read_text())["log"]
     model, _ = load_model(out_dir)
     return model, log
 

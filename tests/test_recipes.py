@@ -65,7 +65,7 @@ def test_early_stopping_keeps_the_checkpoint_best_on_validation(tiny_chosen, tmp
     scores = iter([1.0, 3.0, 2.0, 3.0, 0.5])
     seen = []
 
-    def scripted(model, family, tasks, episodes, mode, rollouts, seed):
+    def scripted(model, family, tasks, episodes, mode, rollouts, seed, env_kwargs=None):
         seen.append({tuple(t) for t in tasks})
         return {"first": 0.0, "last10": next(scores), "first_reward_episode": float(episodes)}
 
@@ -86,6 +86,38 @@ def test_early_stopping_keeps_the_checkpoint_best_on_validation(tiny_chosen, tmp
     assert not all(np.array_equal(v.numpy(), latest.state_dict()[k].numpy()) for k, v in chosen.state_dict().items())
     with pytest.raises(FileExistsError, match="already holds a chosen checkpoint"):
         recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False)
+
+
+def test_an_interrupted_early_stopped_run_resumes_to_the_same_choice(tiny_chosen, tmp_path, monkeypatch):
+    # A score that depends on the weights alone, so that a stretch scored again after the interruption
+    # scores as it did; the run is stopped (Ctrl-C) while the third stretch is being scored.
+    calls = []
+
+    def weights_score(model, family, tasks, episodes, mode, rollouts, seed, env_kwargs=None):
+        calls.append(1)
+        if interrupt_at and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return {"first": 0.0, "last10": float(next(model.parameters()).detach().abs().sum()) % 1.0,
+                "first_reward_episode": float(episodes)}
+
+    monkeypatch.setattr(recipes, "in_context_figures", weights_score)
+    interrupt_at = None
+    whole = recipes.reproduce(tiny_chosen.name, tmp_path / "whole", seed=1, progress=False)
+    interrupt_at, calls[:] = 3, []
+    with pytest.raises(KeyboardInterrupt):
+        recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False)
+    interrupt_at, calls[:] = None, []
+    resumed = recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False, resume=True)
+    assert len(calls) == 3, "only the stretches not yet scored (updates 6, 8 and 10) are scored"
+    assert resumed["chosen"] == whole["chosen"] and resumed["figures"] == whole["figures"]
+    (first, record), (second, record_whole) = load_model(tmp_path / "run"), load_model(tmp_path / "whole")
+    assert record["selection"]["scores"] == record_whole["selection"]["scores"]
+    for name, value in first.state_dict().items():
+        assert np.array_equal(value.numpy(), second.state_dict()[name].numpy()), name
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        recipes.reproduce(tiny_chosen.name, tmp_path / "run", seed=1, progress=False, resume=True, overwrite=True)
 
 
 def test_a_recipe_that_chooses_on_validation_must_collect_without_it(tiny):

@@ -310,6 +310,13 @@ def test_collect_options_that_would_be_misread_or_ignored_are_refused(tmp_path, 
     assert status == 2 and message in err, err
 
 
+@pytest.mark.parametrize("recipe", ["dark_room_adeps", "dark_room_adeps_whole_history"])
+def test_resuming_a_run_that_is_not_there_says_so_before_collecting(tmp_path, capsys, recipe):
+    status, err = run_cli(capsys, "reproduce", recipe, "--out", tmp_path / "r", "--resume")
+    assert status == 2 and f"holds no run of {recipe} to resume" in err and "start it without --resume" in err, err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("command", ["collect", "evaluate", "reproduce"])
 @pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
 def test_seeds_outside_the_allowed_range_are_refused(tmp_path, capsys, command, seed):
