@@ -381,7 +381,7 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     loss_finite = torch.ones((), dtype=torch.bool, device=device)  # all losses so far finite (checked without a sync on GPU)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
-    started = time.perf_counter()
+    started = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)  # a resumed run's log counts on
     model.train()
     end = config.updates if stop_at is None else min(stop_at, config.updates)
     bar = tqdm(range(start, end), initial=start, total=config.updates, disable=not (progress and group.is_main),

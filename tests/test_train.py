@@ -66,6 +66,9 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(dark_room_data,
         assert torch.equal(a, b), name
     loaded, record = load_model(tmp_path / "b")
     assert record["updates_done"] == 30 and record["train_config"]["seed"] == 3
+    seconds = [entry["seconds"] for entry in log]
+    assert [entry["update"] for entry in log][-2:] == [20, 30] and seconds == sorted(seconds), \
+        "the log's training time counts on across the resume"
 
 
 def test_resume_without_a_checkpoint_says_what_to_do(dark_room_data, tmp_path):
