@@ -4,11 +4,13 @@ import pytest
 import torch
 
 from icrl_lab import probe
-from icrl_lab.envs import dark_room_goals
+from icrl_lab.envs import dark_room_goals, make_batched
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.histories import previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
 from icrl_lab.recipes import load_shipped
+from icrl_lab.schedules import LinearSchedule
+from icrl_lab.sources import optimal_returns
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +182,36 @@ def test_probe_command_writes_the_tables_and_figures(tmp_path):
     assert {"head_types.csv", "ablation_effects.csv", "probes.csv", "exploration.csv", "headline.json",
             "attention.png", "ablation.png", "probes.png", "coverage.png"} <= written
     assert json.loads((tmp_path / "headline.json").read_text()).keys() <= printed.keys()
+
+
+def test_the_bayes_optimal_demonstrator_prediction_from_an_empty_room():
+    # From the centre of an empty 9x9 room every cell is as likely a goal; the demonstrator moves toward
+    # it (vertically first) with probability 1 - epsilon, else uniformly: 36 goals above, 36 below, 4 on
+    # either side in the centre row, and the centre itself.
+    env = make_batched("DarkRoom", dark_room_goals("test")[:1])
+    agent = probe.BayesDemonstratorAgent(env, np.full(400, 0.5), window_steps=400)
+    predicted = agent.probabilities(env.reset_rows(seed=0))
+    np.testing.assert_allclose(predicted[0], 0.1 + 0.5 * np.array([1, 36, 4, 36, 4]) / 81)
+    with pytest.raises(ValueError, match="decoding='greedy_when_rewarded' is not allowed here"):
+        probe.BayesDemonstratorAgent(env, np.full(400, 0.5), 400, decoding="greedy_when_rewarded")
+    with pytest.raises(ValueError, match="at least window_steps=400 values"):
+        probe.BayesDemonstratorAgent(env, np.full(80, 0.5), 400)
+
+
+def test_the_bayes_optimal_demonstrator_rules_out_visited_cells_and_keeps_a_found_goal():
+    goals = dark_room_goals("test")
+    env = make_batched("DarkRoom", goals[:1])
+    agent = probe.BayesDemonstratorAgent(env, np.full(400, 0.5), window_steps=400)
+    cell = env.reset_rows(seed=0)
+    agent.act(cell)
+    agent.observe(np.array([1]), np.array([0.0]), np.array([False]), cell - 9)  # up, no reward
+    posterior = agent.log_posterior()[0]
+    assert posterior[cell[0] - 9] == -np.inf and np.isfinite(posterior).sum() == 80
+    agent.act(cell - 9)
+    agent.observe(np.array([2]), np.array([1.0]), np.array([False]), cell - 8)  # right, rewarded
+    assert np.flatnonzero(np.isfinite(agent.log_posterior()[0])).tolist() == (cell - 8).tolist()
+    # Greedy on the whole-history recipe's curriculum: once found, each goal is walked to by the shortest
+    # path in every later episode, so the last 10 episodes earn the optimal return.
+    frame, _ = probe.bayes_rollout(goals, LinearSchedule().with_floor(0.4117).values(400), 400, episodes=30, seed=1)
+    last10 = frame[frame["episode"] >= 20].groupby("task")["return"].mean()
+    np.testing.assert_allclose(last10.to_numpy(), optimal_returns("DarkRoom", goals))

@@ -1,0 +1,125 @@
+"""What a perfect fit of AD^eps Dark Room data would do: the Bayes-optimal prediction of its demonstrator.
+
+AD trained on AD^eps histories learns to predict the next action of a demonstrator that knows the goal
+and acts epsilon-greedily, epsilon falling along the history. The lowest loss any model can reach is the
+posterior predictive: weigh every goal by how well it explains the context (the rewards seen and not seen,
+and the demonstrator's moves, each more likely when it heads toward that goal) and mix the demonstrator's
+action distributions under those weights. `BayesDemonstratorAgent` acts on that prediction, greedily (the
+adeps protocol) or by sampling, with the window a model has, so that what a trained model does in context
+can be set beside what its training loss rewards.
+
+Two assumptions, stated: the goal's prior is uniform over the room's cells (a model that generalizes to
+unseen goals, rather than one that knows its training goals), and the demonstrator's epsilon at each
+position of the window is the schedule's at that step of a history, as for a window that starts where its
+history starts (the whole-history recipe's windows do; at test the window slides, and a model that reads
+positions as the history's steps takes its last 400 steps for a history from its start, as this agent does).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..envs import make_batched
+from ..envs.grid import cell_id, move, shortest_path_action
+from ..evaluate import DECODINGS, play
+
+
+def demonstrator_moves(size: int) -> np.ndarray:
+    """(cells, goals): the scripted demonstrator's move from each cell toward each goal."""
+    row, col = np.divmod(np.arange(size * size), size)
+    return shortest_path_action(row[:, None], col[:, None], row[None, :], col[None, :])
+
+
+def action_likelihood(moves, cells, actions, epsilon, num_actions: int) -> np.ndarray:
+    """(..., goals): the probability of each step's action under each goal, the demonstrator moving toward
+    it with probability 1 - epsilon and uniformly at random otherwise."""
+    towards = moves[cells] == actions[..., None]
+    return epsilon[..., None] / num_actions + (1 - epsilon[..., None]) * towards
+
+
+def rewards_explained(next_cells, rewards, num_goals: int) -> np.ndarray:
+    """(..., goals): whether each goal explains each step's reward, seen exactly on the steps that end on it."""
+    return (next_cells[..., None] == np.arange(num_goals)) == (rewards[..., None] > 0)
+
+
+class BayesDemonstratorAgent:
+    """Acts on the posterior predictive of an epsilon-greedy demonstrator of the Dark Room's scripted optimal
+    policy, from the last `window_steps - 1` steps and the current cell (a model's window).
+
+    epsilon: the demonstrator's epsilon at each position of a window (at least `window_steps` values).
+    decoding: "greedy" (the most probable action; exact ties, as from the centre of an empty room, broken at
+    random) or "sample"."""
+
+    def __init__(self, env, epsilon, window_steps: int, decoding: str = "greedy", seed: int = 0):
+        if decoding not in ("greedy", "sample"):
+            raise ValueError(f"decoding={decoding!r} is not allowed here: it must be 'greedy' or 'sample' "
+                             f"(the model's other decodings, {DECODINGS}, are rules on top of its prediction)")
+        epsilon = np.asarray(epsilon, dtype=np.float64)
+        if epsilon.ndim != 1 or len(epsilon) < window_steps or not ((epsilon >= 0) & (epsilon <= 1)).all():
+            raise ValueError(f"epsilon must hold at least window_steps={window_steps} values in [0, 1], one per "
+                             f"position of the window; got shape {epsilon.shape}")
+        self.env, self.decoding, self.rng = env, decoding, np.random.default_rng(seed)
+        self.epsilon, self.window = epsilon[:window_steps], window_steps
+        self.moves = demonstrator_moves(env.size)
+        self.past = []  # per step: (cells, actions, rewards, next cells), each (num_envs,)
+
+    def log_posterior(self) -> np.ndarray:
+        """(num_envs, cells): the log posterior over goal cells given the window's steps (unnormalized)."""
+        if not self.past:
+            return np.zeros((self.env.num_envs, self.env.num_obs))
+        cells, actions, rewards, next_cells = (np.stack(a, axis=1) for a in zip(*self.past))  # (envs, steps)
+        epsilon = np.broadcast_to(self.epsilon[:cells.shape[1]], cells.shape)
+        likelihood = action_likelihood(self.moves, cells, actions, epsilon, self.env.num_actions)
+        return np.where(rewards_explained(next_cells, rewards, self.env.num_obs), np.log(likelihood), -np.inf).sum(axis=1)
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        """(num_envs, actions): the predicted distribution of the demonstrator's next action."""
+        log_post = self.log_posterior()
+        posterior = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        epsilon = self.epsilon[len(self.past)]
+        towards = self.moves[observations][..., None] == np.arange(self.env.num_actions)  # (envs, goals, actions)
+        return epsilon / self.env.num_actions + (1 - epsilon) * np.einsum("eg,ega->ea", posterior, towards)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        self.cells = np.asarray(observations)  # where these actions are taken, for observe
+        probabilities = self.probabilities(observations)
+        if self.decoding == "sample":
+            return (probabilities.cumsum(axis=1) < self.rng.random((len(probabilities), 1))).sum(axis=1).clip(
+                max=self.env.num_actions - 1)
+        best = probabilities >= probabilities.max(axis=1, keepdims=True) - 1e-12
+        return np.argmax(best * self.rng.random(best.shape), axis=1)
+
+    def observe(self, actions, rewards, done, next_observations):
+        self.past.append((self.cells, np.asarray(actions), np.asarray(rewards), np.asarray(next_observations)))
+        if len(self.past) > self.window - 1:
+            self.past.pop(0)
+
+
+def bayes_rollout(tasks, epsilon, window_steps: int, episodes: int, decoding: str = "greedy", seed: int = 0,
+                  env_kwargs: dict | None = None):
+    """Play the Bayes-optimal predictor on Dark Room `tasks` for `episodes` episodes, its context carried
+    across them (as `evaluate.in_context_rollout` plays a model). Returns (frame, histories)."""
+    env = make_batched("DarkRoom", np.asarray(tasks), **(env_kwargs or {}))
+    agent = BayesDemonstratorAgent(env, epsilon, window_steps, decoding, seed)
+    return play(env, agent, episodes, seed,
+                metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
+                          "source": {"name": "bayes_demonstrator", "mode": decoding}})
+
+
+def bayes_action_log_probs(histories) -> np.ndarray:
+    """(histories, steps): the log-probability of each recorded action under the posterior predictive given
+    the earlier steps of its history (the whole history as the window, its recorded epsilon at each step):
+    the per-step loss of a perfect fit, to set beside a trained model's on the same histories."""
+    env = make_batched("DarkRoom", histories.tasks[:1], **histories.metadata.get("env_kwargs", {}))
+    if histories.epsilon is None:
+        raise ValueError("these histories hold no per-step epsilon: the posterior needs the demonstrator's "
+                         "noise at each step (collect them with curricula.collect_noise_distillation)")
+    cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
+    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # also where episodes end
+    likelihood = action_likelihood(demonstrator_moves(env.size), cells, actions, histories.epsilon.astype(np.float64),
+                                   env.num_actions)
+    evidence = np.where(rewards_explained(next_cells, histories.rewards, env.num_obs), np.log(likelihood), -np.inf)
+    before = np.concatenate([np.zeros_like(evidence[:, :1]), np.cumsum(evidence, axis=1)[:, :-1]], axis=1)
+    posterior = np.exp(before - before.max(axis=2, keepdims=True))
+    posterior /= posterior.sum(axis=2, keepdims=True)
+    return np.log((posterior * likelihood).sum(axis=2))
