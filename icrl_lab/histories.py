@@ -300,11 +300,12 @@ class ContextWindows(torch.utils.data.Dataset):
 
     Item i is the window starting at step i % starts_per_history of history i // starts_per_history,
     a dict of tensors of length `context_steps`: observations, prev_actions, prev_rewards, actions (the
-    next-action targets) and, where the data has them, optimal_actions. `sample` draws a whole random
+    next-action targets), where the data has them optimal_actions, and with epsilon=True the
+    demonstrator's epsilon. `sample` draws a whole random
     batch at once, which is much faster than collating single items.
     """
 
-    def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None):
+    def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None, epsilon: bool = False):
         if not 1 <= context_steps <= histories.num_steps:
             raise ValueError(f"context_steps={context_steps} is not allowed: it must be between 1 and the "
                              f"history length {histories.num_steps}")
@@ -320,6 +321,8 @@ class ContextWindows(torch.utils.data.Dataset):
         }
         if histories.optimal_actions is not None:
             self.arrays["optimal_actions"] = torch.from_numpy(histories.optimal_actions)
+        if epsilon:  # only when asked: a float per step, as much memory as the rest together
+            self.arrays["epsilon"] = torch.tensor(histories.epsilon)
         # On a GPU the whole dataset sits in its memory, so a batch is gathered there, not copied each update.
         self.arrays = {name: array.to(device) for name, array in self.arrays.items()}
 
@@ -343,5 +346,5 @@ class ContextWindows(torch.utils.data.Dataset):
         return self._gather(history.to(device), (start + torch.arange(self.context_steps)).to(device))
 
     def _gather(self, history, steps) -> dict[str, torch.Tensor]:
-        return {name: array[history, steps].float() if name == "prev_rewards" else array[history, steps].long()
+        return {name: array[history, steps].float() if name in ("prev_rewards", "epsilon") else array[history, steps].long()
                 for name, array in self.arrays.items()}

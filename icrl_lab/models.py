@@ -47,7 +47,11 @@ class ADConfig:
     n_head: int = 4
     dropout: float = 0.0
     attention_dropout: float = 0.0
-    target: str = "actions"      # what training predicts: the history's own next action
+    # What training predicts: the history's own next action; or, for AD^eps data, "demonstrator_policy", the
+    # distribution that action was drawn from (epsilon-greedy around the recorded optimal action). Both have
+    # the same best prediction given a context (the posterior predictive), the second without the noise of
+    # the draw in its gradient.
+    target: str = "actions"
 
     def __post_init__(self):
         self.obs_factors = tuple(int(f) for f in self.obs_factors)
@@ -66,6 +70,7 @@ class ADConfig:
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)"),
             ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
              f"digits whose product is num_obs={self.num_obs}"),
+            ("target", self.target in TARGETS, f"one of {TARGETS}"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -281,7 +286,21 @@ class ICRLTransformer(nn.Module):
     def loss(self, batch: dict) -> torch.Tensor:
         """Cross-entropy of the predicted actions against the config's target at every step."""
         logits = self(batch["observations"], batch["prev_actions"], batch["prev_rewards"])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[self.config.target].reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), training_target(batch, self.config))
+
+
+TARGETS = ("actions", "optimal_actions", "demonstrator_policy")
+
+
+def training_target(batch: dict, config) -> torch.Tensor:
+    """The cross-entropy target of every step of a batch, flattened: action ids, or for "demonstrator_policy"
+    the epsilon-greedy demonstrator's action probabilities (epsilon / actions everywhere, plus 1 - epsilon
+    on its optimal action)."""
+    if config.target != "demonstrator_policy":
+        return batch[config.target].reshape(-1)
+    epsilon = batch["epsilon"].reshape(-1, 1)
+    optimal = F.one_hot(batch["optimal_actions"].reshape(-1), config.num_actions)
+    return epsilon / config.num_actions + (1 - epsilon) * optimal
 
 
 def attention_per_step(weights: torch.Tensor, tokens_per_step: int) -> torch.Tensor:

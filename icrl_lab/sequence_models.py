@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import CONFIGS, ICRLTransformer, add_step_embeddings
+from .models import CONFIGS, ICRLTransformer, add_step_embeddings, training_target
 
 
 @dataclass
@@ -134,7 +134,7 @@ class RecurrentPolicy(nn.Module):
 
     def loss(self, batch: dict) -> torch.Tensor:
         logits = self(batch["observations"], batch["prev_actions"], batch["prev_rewards"])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[self.config.target].reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), training_target(batch, self.config))
 
 
 class GRUPolicy(RecurrentPolicy):

@@ -106,9 +106,11 @@ def check_data_fits_model(model_config: ADConfig, histories: Histories) -> None:
         if largest >= upper:
             raise ValueError(f"the data has {name} up to {largest} but the model takes {field_}={upper} (ids 0 to "
                              f"{upper - 1}): size the model to the data (recipes.model_config)")
-    if getattr(histories, model_config.target, None) is None:
-        raise ValueError(f"a {model_config.kind} model learns {model_config.target}, which the data lacks: train "
-                         f"'ad', or collect data that records them")
+    needed = ("optimal_actions", "epsilon") if model_config.target == "demonstrator_policy" else (model_config.target,)
+    lacking = [name for name in needed if getattr(histories, name, None) is None]
+    if lacking:
+        raise ValueError(f"a {model_config.kind} model learns {model_config.target}, which needs {lacking}, which the "
+                         f"data lacks: train on actions, or collect data that records them (AD^eps histories do)")
 
 
 def learning_rate_factor(update: int, config: TrainConfig) -> float:
@@ -365,7 +367,8 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     model = model_config.build().to(device)
     torch.manual_seed(group.dropout_seed(config.seed))
     windows = (histories.to(device) if isinstance(histories, StreamingWindows) else
-               ContextWindows(histories, config.context_steps, model_config.num_actions, device=device))
+               ContextWindows(histories, config.context_steps, model_config.num_actions, device=device,
+                              epsilon=model_config.target == "demonstrator_policy"))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},

@@ -10,7 +10,7 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import bandit_tasks, dark_room_goals
 from icrl_lab.evaluate import bandit_regret, baseline_regret, in_context_rollout, summarize
-from icrl_lab.models import ADConfig, DPTConfig, load_model
+from icrl_lab.models import ADConfig, DPTConfig, load_model, training_target
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, learning_rate_factor, train
 
@@ -36,6 +36,32 @@ def test_a_short_run_learns_the_noise_schedule(dark_room_data):
     # Uniform guessing costs ln 5 = 1.609 nats; knowing only how noisy each stretch of the history is
     # already gets below 1.5.
     assert log[0]["loss"] < 1.58 and log[-1]["loss"] < 1.5
+
+
+def test_the_demonstrator_policy_target_is_the_expected_loss_of_the_drawn_action(dark_room_data):
+    # Its cross-entropy is the mean, over the demonstrator's draws, of the cross-entropy of the drawn action:
+    # the same objective as AD's, without the noise of the draw.
+    config = ADConfig(num_obs=81, num_actions=5, target="demonstrator_policy")
+    batch = {"epsilon": torch.tensor([[1.0, 0.0, 0.4]]), "optimal_actions": torch.tensor([[2, 3, 1]])}
+    target = training_target(batch, config)
+    np.testing.assert_allclose(target[0], 0.2)
+    np.testing.assert_allclose(target[1], [0, 0, 0, 1, 0])
+    logits = torch.randn(3, 5)
+    drawn = torch.stack([torch.nn.functional.cross_entropy(logits, torch.full((3,), a), reduction="none")
+                         for a in range(5)], dim=1)
+    expected = (target * drawn).sum(1).mean()
+    assert torch.allclose(torch.nn.functional.cross_entropy(logits, target), expected)
+    model_config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40,
+                            target="demonstrator_policy", **SMALL)
+    _, log = train(model_config, dark_room_data, TrainConfig(updates=150, batch_size=32, context_steps=40,
+                                                             learning_rate=3e-3), progress=False)
+    assert log[-1]["loss"] < 1.5, "learns the noise schedule as AD does"
+    q_learning = collect_rl_histories("DarkRoom", dark_room_goals("train")[:2], "q_learning", 100, seed=0)
+    with pytest.raises(ValueError, match=r"learns demonstrator_policy, which needs \['optimal_actions', 'epsilon'\]|"
+                                         r"learns demonstrator_policy, which needs \['epsilon'\]"):
+        train(model_config, q_learning, TrainConfig(updates=1, batch_size=2, context_steps=40), progress=False)
+    with pytest.raises(ValueError, match="target='next' is not allowed"):
+        ADConfig(num_obs=81, num_actions=5, target="next")
 
 
 def test_dpt_on_bandits_learns_to_find_the_best_arm():
