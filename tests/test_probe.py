@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from icrl_lab import probe
-from icrl_lab.envs import dark_room_goals, make_batched
+from icrl_lab.curricula import collect_noise_distillation
+from icrl_lab.envs import dark_room_goals, make_batched, task_split
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.histories import previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
@@ -215,3 +216,18 @@ def test_the_bayes_optimal_demonstrator_rules_out_visited_cells_and_keeps_a_foun
     frame, _ = probe.bayes_rollout(goals, LinearSchedule().with_floor(0.4117).values(400), 400, episodes=30, seed=1)
     last10 = frame[frame["episode"] >= 20].groupby("task")["return"].mean()
     np.testing.assert_allclose(last10.to_numpy(), optimal_returns("DarkRoom", goals))
+
+
+def test_the_shipped_whole_history_model_loses_more_than_a_perfect_fit_before_the_first_reward():
+    model, record = load_shipped("dark_room_adeps_whole_history")
+    data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"), num_steps=400,
+                                      histories_per_task=32, floor=record["data"]["source"]["floor"], seed=5)
+    losses = probe.loss_against_bayes(model, data)
+    before, after = losses["before_first_reward"], losses["after"]
+    assert before["share_of_steps"] + after["share_of_steps"] == pytest.approx(1.0)
+    # Before any reward, the demonstrator's moves say a little of the goal: a perfect fit beats uniform
+    # guessing (ln 5) by about 0.014 nats a step; the model gets under a third of that.
+    assert before["bayes"] < before["uniform"] - 0.01 and before["bayes"] < before["model"] < before["uniform"]
+    assert after["bayes"] < after["model"] < after["bayes"] + 0.01
+    with pytest.raises(ValueError, match="do not fit the model's window of 400"):
+        probe.loss_against_bayes(model, collect_noise_distillation("DarkRoom", data.tasks[:1], num_steps=420, seed=0))

@@ -35,8 +35,7 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
-from icrl_lab.histories import previous_actions_and_rewards
-from icrl_lab.probe import bayes_action_log_probs, bayes_rollout
+from icrl_lab.probe import bayes_rollout, loss_against_bayes
 from icrl_lab.schedules import LinearSchedule
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
@@ -244,17 +243,8 @@ def loss_gap(checkpoints: list[Path], seed: int = 5):
         model, record = load_model(checkpoint)
         data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"), num_steps=400,
                                           histories_per_task=32, floor=record["data"]["source"]["floor"], seed=seed)
-        bayes_loss = -bayes_action_log_probs(data)
-        prev_actions, prev_rewards = previous_actions_and_rewards(data, model.config.num_actions)
-        with torch.no_grad():
-            logits = model(*(torch.as_tensor(a) for a in (data.observations.astype(np.int64), prev_actions, prev_rewards)))
-        model_loss = -torch.log_softmax(logits.float(), -1).gather(
-            -1, torch.as_tensor(data.actions.astype(np.int64))[..., None])[..., 0].numpy()
-        before = np.cumsum(data.rewards, axis=1) - data.rewards == 0  # no reward yet in this history
-        line = {"checkpoint": str(checkpoint), "floor": record["data"]["source"]["floor"]}
-        for part, steps in (("before_first_reward", before), ("after", ~before), ("all", np.ones_like(before))):
-            line[part] = {"model": float(model_loss[steps].mean()), "bayes": float(bayes_loss[steps].mean()),
-                          "gap": float((model_loss - bayes_loss)[steps].mean()), "share_of_steps": float(steps.mean())}
+        line = {"checkpoint": str(checkpoint), "floor": record["data"]["source"]["floor"],
+                **loss_against_bayes(model, data)}
         print(json.dumps(line), flush=True)
 
 

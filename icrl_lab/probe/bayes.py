@@ -17,10 +17,12 @@ positions as the history's steps takes its last 400 steps for a history from its
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..envs import make_batched
 from ..envs.grid import cell_id, move, shortest_path_action
 from ..evaluate import DECODINGS, play
+from ..histories import previous_actions_and_rewards
 
 
 def demonstrator_moves(size: int) -> np.ndarray:
@@ -123,3 +125,25 @@ def bayes_action_log_probs(histories) -> np.ndarray:
     posterior = np.exp(before - before.max(axis=2, keepdims=True))
     posterior /= posterior.sum(axis=2, keepdims=True)
     return np.log((posterior * likelihood).sum(axis=2))
+
+
+def loss_against_bayes(model, histories) -> dict:
+    """A whole-history model's loss per step on AD^eps Dark Room `histories` (one window each: at most the
+    model's window long) beside the perfect fit's and uniform guessing's, over the steps before a history's
+    first reward (where exploring is decided) and after it: nats per step, and the steps' share."""
+    if histories.num_steps > model.config.window_steps:
+        raise ValueError(f"histories of {histories.num_steps} steps do not fit the model's window of "
+                         f"{model.config.window_steps}: cut them to at most that many steps")
+    device = next(model.parameters()).device
+    prev_actions, prev_rewards = previous_actions_and_rewards(histories, model.config.num_actions)
+    with torch.no_grad():
+        logits = model(*(torch.as_tensor(a, device=device) for a in
+                         (histories.observations.astype(np.int64), prev_actions, prev_rewards))).float()
+    actions = torch.as_tensor(histories.actions.astype(np.int64), device=device)[..., None]
+    losses = {"model": -torch.log_softmax(logits, -1).gather(-1, actions)[..., 0].cpu().numpy(),
+              "bayes": -bayes_action_log_probs(histories)}
+    before = (np.cumsum(histories.rewards, axis=1) - histories.rewards) == 0  # no reward yet in this history
+    parts = {"before_first_reward": before, "after": ~before, "all": np.ones_like(before)}
+    return {part: {**{name: float(loss[steps].mean()) for name, loss in losses.items()},
+                   "uniform": float(np.log(model.config.num_actions)), "share_of_steps": float(steps.mean())}
+            for part, steps in parts.items()}
