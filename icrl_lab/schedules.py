@@ -6,7 +6,7 @@ to `floor` and reach the floor at progress `floor_at` (0.9 in AD^eps), then stay
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -90,3 +90,14 @@ def make_schedule(schedule: str, **kwargs):
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not one of {sorted(SCHEDULES)}")
     return SCHEDULES[schedule](**kwargs)
+
+
+def schedule_of(description: dict):
+    """The schedule a `describe()` dict names, as a noise-distillation data source records it (keys other
+    than the schedule's name and fields are ignored)."""
+    by_name = {cls.__name__: cls for cls in SCHEDULES.values()}
+    if description.get("schedule") not in by_name:
+        raise ValueError(f"schedule={description.get('schedule')!r} is not one of {sorted(by_name)}: this record "
+                         f"describes no noise schedule")
+    cls = by_name[description["schedule"]]
+    return cls(**{field_.name: description[field_.name] for field_ in fields(cls) if field_.name in description})

@@ -9,7 +9,7 @@ from icrl_lab import curricula
 from icrl_lab.curricula import calibrate_floor, collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
 from icrl_lab.recipes import RECIPES
-from icrl_lab.schedules import ExponentialSchedule, LinearSchedule, StepSchedule, make_schedule
+from icrl_lab.schedules import ExponentialSchedule, LinearSchedule, StepSchedule, make_schedule, schedule_of
 from icrl_lab.sources import collect_rl_histories, optimal_returns
 
 TRAIN_GOALS = dark_room_goals("train")
@@ -64,6 +64,10 @@ def test_schedules_shapes():
     assert np.all(exponential[1:900] < linear[1:900]), "exponential decay falls faster early"
     assert len(np.unique(StepSchedule(floor=0.2, levels=4).values(steps))) == 4
     assert make_schedule("linear", floor=0.3) == LinearSchedule(floor=0.3)
+    for schedule in (LinearSchedule(floor=0.2), StepSchedule(floor=0.2, levels=4)):
+        assert schedule_of({"name": "noise_distillation", **schedule.describe()}) == schedule, "a data source's record"
+    with pytest.raises(ValueError, match="describes no noise schedule"):
+        schedule_of({"name": "q_learning"})
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
