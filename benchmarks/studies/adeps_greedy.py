@@ -12,6 +12,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
+    python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ...                  (greedy moves, validation)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -197,6 +198,19 @@ def per_goal(checkpoints: list[Path], seed: int = 1):
                           "first_reward_episode_per_goal": goal_values["first_reward_episode"].round(2).tolist()}))
 
 
+def paths(checkpoints: list[Path], episodes: int = 6, seed: int = 0):
+    """Print each Dark Room checkpoint's greedy moves on its room's validation goals, one line of arrows per
+    episode (noop as a dot), context carried across the episodes."""
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        env_kwargs = record["env_kwargs"]
+        goals = task_split("DarkRoom", "validation", size=env_kwargs.get("size", 9))
+        _, played = in_context_rollout(model, "DarkRoom", goals, episodes, env_kwargs, mode="greedy", seed=seed)
+        print(checkpoint)
+        for goal, moves in zip(goals.tolist(), played.actions.reshape(len(goals), episodes, -1)):
+            print(f"  goal {goal}: " + " | ".join("".join(".^>v<"[move] for move in episode) for episode in moves))
+
+
 def averaged(checkpoints: list[Path]):
     """One model whose weights are the mean of several checkpoints' of one run (weight averaging)."""
     models = [load_model(checkpoint)[0] for checkpoint in checkpoints]
@@ -272,7 +286,12 @@ def main():
     parser.add_argument("--loss-gap", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these whole-history Dark Room checkpoints' loss against the Bayes-optimal "
                              "predictor's on fresh validation-goal histories and stop")
+    parser.add_argument("--paths", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print these Dark Room checkpoints' greedy moves on their validation goals and stop")
     args = parser.parse_args()
+    if args.paths:
+        paths(args.paths)
+        return
     if args.bayes:
         bayes(args.bayes, args.seed)
         return
