@@ -301,8 +301,8 @@ class ContextWindows(torch.utils.data.Dataset):
     Item i is the window starting at step i % starts_per_history of history i // starts_per_history,
     a dict of tensors of length `context_steps`: observations, prev_actions, prev_rewards, actions (the
     next-action targets), where the data has them optimal_actions, and with epsilon=True the
-    demonstrator's epsilon. `sample` draws a whole random
-    batch at once, which is much faster than collating single items.
+    demonstrator's epsilon. `sample` draws a whole random batch at once, which is much faster than
+    collating single items.
     """
 
     def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None, epsilon: bool = False):

@@ -68,6 +68,7 @@ class BayesDemonstratorAgent:
         """(num_envs, cells): the log posterior over goal cells given the window's steps (unnormalized)."""
         if not self.past:
             return np.zeros((self.env.num_envs, self.env.num_obs))
+        # Summed afresh at every step: once the window slides, each step's position, and so its epsilon, moves.
         cells, actions, rewards, next_cells = (np.stack(a, axis=1) for a in zip(*self.past))  # (envs, steps)
         epsilon = np.broadcast_to(self.epsilon[:cells.shape[1]], cells.shape)
         likelihood = action_likelihood(self.moves, cells, actions, epsilon, self.env.num_actions)
