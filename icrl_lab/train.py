@@ -109,8 +109,8 @@ def check_data_fits_model(model_config: ADConfig, histories: Histories) -> None:
     needed = ("optimal_actions", "epsilon") if model_config.target == "demonstrator_policy" else (model_config.target,)
     lacking = [name for name in needed if getattr(histories, name, None) is None]
     if lacking:
-        raise ValueError(f"a {model_config.kind} model learns {model_config.target}, which needs {lacking}, which the "
-                         f"data lacks: train on actions, or collect data that records them (AD^eps histories do)")
+        raise ValueError(f"a {model_config.kind} model learns {model_config.target}, which the data lacks (it needs "
+                         f"{lacking}): train on the actions, or collect data that records them (AD^eps histories do)")
 
 
 def learning_rate_factor(update: int, config: TrainConfig) -> float:
