@@ -65,6 +65,9 @@ class HeadlessADConfig(ADConfig):
             raise ValueError(f"action_dim={self.action_dim!r} is not allowed: it must be an integer >= 2")
         if self.tokens_per_step != 1:
             raise ValueError("tokens_per_step must be 1 for Headless-AD")
+        if self.target not in ("actions", "optimal_actions"):  # its contrastive loss scores action ids
+            raise ValueError(f"target={self.target!r} is not allowed for Headless-AD: it must be 'actions' or "
+                             f"'optimal_actions'")
         tau = self.loss_temperature
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"loss_temperature={tau!r} is not allowed: it must be a finite number > 0")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import CONFIGS, ICRLTransformer, add_step_embeddings, training_target
+from .models import CONFIGS, TARGETS, ICRLTransformer, add_step_embeddings, training_target
 
 
 @dataclass
@@ -59,7 +59,8 @@ class RecurrentConfig:
                   ("n_layer", self.n_layer >= 1, ">= 1"), ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
                   ("tokens_per_step", self.tokens_per_step == 1, "1"),
                   ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
-                   f"digits whose product is num_obs={self.num_obs}")]
+                   f"digits whose product is num_obs={self.num_obs}"),
+                  ("target", self.target in TARGETS, f"one of {TARGETS}")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: it must be {allowed}")

@@ -10,7 +10,9 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import bandit_tasks, dark_room_goals
 from icrl_lab.evaluate import bandit_regret, baseline_regret, in_context_rollout, summarize
+from icrl_lab.headless import HeadlessADConfig
 from icrl_lab.models import ADConfig, DPTConfig, load_model, training_target
+from icrl_lab.sequence_models import GRUConfig
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, learning_rate_factor, train
 
@@ -61,6 +63,10 @@ def test_the_demonstrator_policy_target_is_the_expected_loss_of_the_drawn_action
         train(model_config, q_learning, TrainConfig(updates=1, batch_size=2, context_steps=40), progress=False)
     with pytest.raises(ValueError, match="target='next' is not allowed"):
         ADConfig(num_obs=81, num_actions=5, target="next")
+    with pytest.raises(ValueError, match="target='next' is not allowed"):
+        GRUConfig(num_obs=81, num_actions=5, target="next")
+    with pytest.raises(ValueError, match="target='demonstrator_policy' is not allowed for Headless-AD"):
+        HeadlessADConfig(num_obs=81, num_actions=5, target="demonstrator_policy")
 
 
 def test_dpt_on_bandits_learns_to_find_the_best_arm():
