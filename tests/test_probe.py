@@ -1,9 +1,10 @@
 """Probes (icrl_lab.probe): attention maps and their typing, ablations, context edits, linear probes, exploration."""
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from icrl_lab import probe
+from icrl_lab import plots, probe
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, make_batched, task_split
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
@@ -216,6 +217,14 @@ def test_the_bayes_optimal_demonstrator_rules_out_visited_cells_and_keeps_a_foun
     frame, _ = probe.bayes_rollout(goals, LinearSchedule().with_floor(0.4117).values(400), 400, episodes=30, seed=1)
     last10 = frame[frame["episode"] >= 20].groupby("task")["return"].mean()
     np.testing.assert_allclose(last10.to_numpy(), optimal_returns("DarkRoom", goals))
+    # What notebook 05 shows: its curve, named in the legend, ends on the optimum line.
+    optimal = float(optimal_returns("DarkRoom", goals).mean())
+    ax = plots.protocol_curves({"perfect fit (Bayes-optimal prediction)": frame}, 8.47, optimal)
+    curve = ax.get_lines()[0]
+    assert curve.get_label() == "perfect fit (Bayes-optimal prediction)"
+    assert curve.get_ydata()[-1] == pytest.approx(optimal) and curve.get_ydata()[0] < 2.0
+    assert "perfect fit (Bayes-optimal prediction)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(ax.figure)
 
 
 def test_the_shipped_whole_history_model_loses_more_than_a_perfect_fit_before_the_first_reward():
