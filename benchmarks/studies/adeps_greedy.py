@@ -168,7 +168,8 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
     config = TrainConfig(updates=updates, seed=seed, eval_every=eval_every, log_every=eval_every,
                          checkpoint_every=eval_every, **settings)
     header = {"name": name, "updates": updates, "eval_every": eval_every,
-              "data": data_settings | {"family": family, "env_kwargs": env_kwargs}, "model": {"kind": kind, **model_settings}, "train": settings,
+              "data": data_settings | {"family": family, "env_kwargs": env_kwargs},
+              "model": {"kind": kind, **model_settings}, "train": settings,
               "data_summary": histories.summary()}
     log_path.write_text(json.dumps(header) + "\n")
     # Train in stretches of eval_every updates and keep a copy of each stretch's checkpoint
@@ -255,8 +256,9 @@ def loss_gap(checkpoints: list[Path], seed: int = 5):
     torch.set_num_threads(1)
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
-        data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"), num_steps=400,
-                                          histories_per_task=32, floor=record["data"]["source"]["floor"], seed=seed)
+        data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"),
+                                          num_steps=DARK_ROOM["num_steps"], histories_per_task=32,
+                                          floor=record["data"]["source"]["floor"], seed=seed)
         line = {"checkpoint": str(checkpoint), "floor": record["data"]["source"]["floor"],
                 **loss_against_bayes(model, data)}
         print(json.dumps(line), flush=True)

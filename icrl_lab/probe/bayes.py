@@ -43,6 +43,12 @@ def rewards_explained(next_cells, rewards, num_goals: int) -> np.ndarray:
     return (next_cells[..., None] == np.arange(num_goals)) == (rewards[..., None] > 0)
 
 
+def normalized(log_weights: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis from unnormalized log-weights (-inf for ruled-out goals)."""
+    weights = np.exp(log_weights - log_weights.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
 class BayesDemonstratorAgent:
     """Acts on the posterior predictive of an epsilon-greedy demonstrator of the Dark Room's scripted optimal
     policy, from the last `window_steps - 1` steps and the current cell (a model's window).
@@ -72,13 +78,12 @@ class BayesDemonstratorAgent:
         cells, actions, rewards, next_cells = (np.stack(a, axis=1) for a in zip(*self.past))  # (envs, steps)
         epsilon = np.broadcast_to(self.epsilon[:cells.shape[1]], cells.shape)
         likelihood = action_likelihood(self.moves, cells, actions, epsilon, self.env.num_actions)
-        return np.where(rewards_explained(next_cells, rewards, self.env.num_obs), np.log(likelihood), -np.inf).sum(axis=1)
+        explained = rewards_explained(next_cells, rewards, self.env.num_obs)
+        return np.where(explained, np.log(likelihood), -np.inf).sum(axis=1)
 
     def probabilities(self, observations: np.ndarray) -> np.ndarray:
         """(num_envs, actions): the predicted distribution of the demonstrator's next action."""
-        log_post = self.log_posterior()
-        posterior = np.exp(log_post - log_post.max(axis=1, keepdims=True))
-        posterior /= posterior.sum(axis=1, keepdims=True)
+        posterior = normalized(self.log_posterior())
         epsilon = self.epsilon[len(self.past)]
         towards = self.moves[observations][..., None] == np.arange(self.env.num_actions)  # (envs, goals, actions)
         return epsilon / self.env.num_actions + (1 - epsilon) * np.einsum("eg,ega->ea", posterior, towards)
@@ -123,8 +128,7 @@ def bayes_action_log_probs(histories) -> np.ndarray:
                                    env.num_actions)
     evidence = np.where(rewards_explained(next_cells, histories.rewards, env.num_obs), np.log(likelihood), -np.inf)
     before = np.concatenate([np.zeros_like(evidence[:, :1]), np.cumsum(evidence, axis=1)[:, :-1]], axis=1)
-    posterior = np.exp(before - before.max(axis=2, keepdims=True))
-    posterior /= posterior.sum(axis=2, keepdims=True)
+    posterior = normalized(before)
     return np.log((posterior * likelihood).sum(axis=2))
 
 
