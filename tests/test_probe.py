@@ -227,6 +227,35 @@ def test_the_bayes_optimal_demonstrator_rules_out_visited_cells_and_keeps_a_foun
     plt.close(ax.figure)
 
 
+def test_a_perfect_fit_that_knows_the_training_goals_still_finds_the_held_out_ones():
+    env = make_batched("DarkRoom", dark_room_goals("test")[:1])
+    straight_up = probe.goal_prior([[0, 4]], 9)  # one goal, straight above the centre: the demonstrator moves up
+    agent = probe.BayesDemonstratorAgent(env, np.full(400, 0.5), window_steps=400, goal_prior=straight_up)
+    np.testing.assert_allclose(agent.probabilities(env.reset_rows(seed=0))[0], [0.1, 0.6, 0.1, 0.1, 0.1], atol=1e-5)
+    with pytest.raises(ValueError, match="elsewhere=0 is not allowed"):
+        probe.goal_prior([[0, 4]], 9, elsewhere=0)
+    with pytest.raises(ValueError, match="goal_prior must hold 81 positive probabilities summing to 1"):
+        probe.BayesDemonstratorAgent(env, np.full(400, 0.5), 400, goal_prior=np.ones(81))
+    # Before the first reward, knowing the fit goals lowers the loss on their histories and raises it on the
+    # validation goals' (the signature the trained models show, study round 11)...
+    fit = task_split("DarkRoom", "fit")
+    knowing = probe.goal_prior(fit, 9)
+    for goals, helps in ((fit[:8], True), (task_split("DarkRoom", "validation"), False)):
+        data = collect_noise_distillation("DarkRoom", goals, num_steps=400, histories_per_task=8, floor=0.4117, seed=5)
+        predicted = probe.bayes_action_probabilities(data, knowing)
+        np.testing.assert_allclose(predicted.sum(-1), 1.0)
+        before = (np.cumsum(data.rewards, axis=1) - data.rewards) == 0
+        loss_uniform = -probe.bayes_action_log_probs(data)[before].mean()
+        loss_knowing = -np.log(np.take_along_axis(predicted, data.actions.astype(np.int64)[..., None], -1))[before].mean()
+        assert (loss_knowing < loss_uniform) == helps
+    # ...yet, greedily, it still finds every held-out test goal and walks straight to it.
+    goals = dark_room_goals("test")
+    frame, _ = probe.bayes_rollout(goals, LinearSchedule().with_floor(0.4117).values(400), 400, episodes=30, seed=1,
+                                   goal_prior=knowing)
+    last10 = frame[frame["episode"] >= 20].groupby("task")["return"].mean()
+    np.testing.assert_allclose(last10.to_numpy(), optimal_returns("DarkRoom", goals))
+
+
 def test_the_shipped_whole_history_model_loses_more_than_a_perfect_fit_before_the_first_reward():
     model, record = load_shipped("dark_room_adeps_whole_history")
     data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"), num_steps=400,
@@ -240,3 +269,28 @@ def test_the_shipped_whole_history_model_loses_more_than_a_perfect_fit_before_th
     assert after["bayes"] < after["model"] < after["bayes"] + 0.01
     with pytest.raises(ValueError, match="do not fit the model's window of 400"):
         probe.loss_against_bayes(model, collect_noise_distillation("DarkRoom", data.tasks[:1], num_steps=420, seed=0))
+    # On fresh histories of goals it trained on, it gets most of that gain: it fits its data, training goals
+    # and all, as a perfect fit that knows them would (study round 11).
+    fit = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "fit")[:8], num_steps=400,
+                                     histories_per_task=32, floor=record["data"]["source"]["floor"], seed=5)
+    on_fit = probe.loss_against_bayes(model, fit)["before_first_reward"]
+    share = {name: (part["uniform"] - part["model"]) / (part["uniform"] - part["bayes"]) for name, part in
+             (("fit", on_fit), ("validation", before))}
+    assert share["fit"] > 0.6 and share["validation"] < 0.5
+
+
+def test_the_shipped_whole_history_model_predicts_like_a_perfect_fit_on_its_data_but_not_on_its_own_moves():
+    model, record = load_shipped("dark_room_adeps_whole_history")
+    floor = record["data"]["source"]["floor"]
+    goals = task_split("DarkRoom", "fit")[:8]
+    demonstrator = collect_noise_distillation("DarkRoom", goals, num_steps=400, histories_per_task=4, floor=floor, seed=5)
+    own = probe.greedy_contexts(model, np.repeat(goals, 4, axis=0), LinearSchedule().with_floor(floor).values(400))
+    assert own.num_steps == 400 and own.epsilon[0, 0] == 1.0 and (own.epsilon[:, -1] == own.epsilon[0, -1]).all()
+    on_data = probe.compare_with_bayes(model, demonstrator)["before_first_reward"]
+    on_own = probe.compare_with_bayes(model, own)["before_first_reward"]
+    # Before the first reward: within a hundredth of a nat of the fit on the demonstrator's contexts, tenths
+    # of a nat away on its own greedy ones, where its argmax mostly departs from the fit's.
+    assert on_data["kl"] < 0.01 and on_own["kl"] > 0.1
+    assert on_own["argmax_agrees"] < 0.5 < on_data["argmax_agrees"]
+    with pytest.raises(ValueError, match="not a whole number of 20-step episodes"):
+        probe.greedy_contexts(ICRLTransformer(ADConfig(num_obs=81, num_actions=5, window_steps=30)), goals, np.ones(30))

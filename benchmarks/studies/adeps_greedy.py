@@ -11,8 +11,11 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
+    python benchmarks/studies/adeps_greedy.py --bayes 0.4117 --goal-prior fit --seed 1  (the same knowing the fit goals)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
-    python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ...                  (greedy moves, validation)
+    python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
+    python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
+    python benchmarks/studies/adeps_greedy.py --agreement CHECKPOINT ...              (prediction against a perfect fit's)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -36,7 +39,8 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
-from icrl_lab.probe import bayes_rollout, loss_against_bayes
+from icrl_lab.probe import (bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
+                            loss_against_bayes, random_histories)
 from icrl_lab.schedules import LinearSchedule
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
@@ -110,6 +114,14 @@ CANDIDATES = {
                                 WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     "ad_d64_context400_room7": ({**DARK_ROOM, "histories_per_task": 420, "env_kwargs": {"size": 7}},
                                 WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
+    # Round 11: the models fit the demonstrator's histories all but perfectly yet act unlike a perfect fit on
+    # their own greedy moves, which no window of the recipe's data resembles: there, a window always starts
+    # where its history starts, so its first steps are always the nearly random demonstrator's. Cut whole-
+    # history windows anywhere in the paper's long histories instead, so that a window starts, with no
+    # reward in it yet, at every noise level, from nearly random to the floor, and a window's position no
+    # longer says how random the demonstrator is.
+    "ad_d64_context400_slow_curriculum": (PAPER_PACE, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
+    "ad_d64_context400_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
@@ -199,13 +211,19 @@ def per_goal(checkpoints: list[Path], seed: int = 1):
                           "first_reward_episode_per_goal": goal_values["first_reward_episode"].round(2).tolist()}))
 
 
-def paths(checkpoints: list[Path], episodes: int = 6, seed: int = 0):
-    """Print each Dark Room checkpoint's greedy moves on its room's validation goals, one line of arrows per
-    episode (noop as a dot), context carried across the episodes."""
+def study_goals(part: str, size: int = 9) -> np.ndarray:
+    """The goals a diagnostic plays: the 8 validation goals, or as many of the fit goals the models trained on."""
+    validation = task_split("DarkRoom", "validation", size=size)
+    return validation if part == "validation" else task_split("DarkRoom", "fit", size=size)[:len(validation)]
+
+
+def paths(checkpoints: list[Path], part: str = "validation", episodes: int = 6, seed: int = 0):
+    """Print each Dark Room checkpoint's greedy moves on its room's validation (or fit) goals, one line of
+    arrows per episode (noop as a dot), context carried across the episodes."""
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
         env_kwargs = record["env_kwargs"]
-        goals = task_split("DarkRoom", "validation", size=env_kwargs.get("size", 9))
+        goals = study_goals(part, env_kwargs.get("size", 9))
         _, played = in_context_rollout(model, "DarkRoom", goals, episodes, env_kwargs, mode="greedy", seed=seed)
         print(checkpoint)
         for goal, moves in zip(goals.tolist(), played.actions.reshape(len(goals), episodes, -1)):
@@ -229,20 +247,24 @@ def average(checkpoints: list[Path], seed: int = 0):
     print(json.dumps({"average_of": [str(checkpoint) for checkpoint in checkpoints], **figures}), flush=True)
 
 
-def bayes(floors: list[float], seed: int = 1):
+def bayes(floors: list[float], seed: int = 1, prior: str = "uniform"):
     """The Bayes-optimal predictor of the AD^eps demonstrator (icrl_lab.probe.bayes), the whole history in its
     window, under the adeps protocol on the 16 test goals: what a perfect fit of the data would do, greedily
-    and by sampling. Nothing is trained or chosen here."""
+    and by sampling. prior "uniform": every cell as likely a goal (a fit that generalizes to unseen goals);
+    "fit": the 57 goals the whole-history recipe trains on (the best prediction of its training data
+    itself). Nothing is trained or chosen here."""
     protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
+    cells = None if prior == "uniform" else goal_prior(task_split("DarkRoom", "fit"), 9)
     for floor in floors:
         epsilon = LinearSchedule().with_floor(floor).values(DARK_ROOM["num_steps"])
         best_in_data = demonstrator_return("DarkRoom", goals, floor, episodes_per_task=256, seed=1)
         for mode in ("greedy", "sample"):
             frame, played = bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon,
-                                          DARK_ROOM["num_steps"], protocol.episodes_for("DarkRoom"), mode, seed)
+                                          DARK_ROOM["num_steps"], protocol.episodes_for("DarkRoom"), mode, seed,
+                                          goal_prior=cells)
             table = rollout_table(frame, played, protocol.rollouts_per_task, protocol.last)
             goal_values = per_task(table)
-            print(json.dumps({"floor": floor, "decoding": mode, "first": with_ci(goal_values["first"], seed),
+            print(json.dumps({"floor": floor, "goal_prior": prior, "decoding": mode, "first": with_ci(goal_values["first"], seed),
                               "last10": with_ci(goal_values["last10"], seed), "best_in_data": best_in_data,
                               "ratio_to_best_in_data": float(goal_values["last10"].mean() / best_in_data),
                               "median_first_reward_episode": float(table["first_reward_episode"].median())}),
@@ -251,17 +273,63 @@ def bayes(floors: list[float], seed: int = 1):
 
 def loss_gap(checkpoints: list[Path], seed: int = 5):
     """Each whole-history checkpoint's loss per step against the lowest any model can reach (the Bayes-optimal
-    predictor's), on fresh AD^eps histories of the 8 validation goals at the checkpoint's own epsilon floor:
+    predictor's, its prior uniform over the cells, and knowing the 57 fit goals), on fresh AD^eps histories of
+    8 validation goals and of 8 of the fit goals the models trained on, at the checkpoint's own epsilon floor:
     over the steps before a history's first reward (where exploring is decided) and after it."""
+    torch.set_num_threads(1)
+    memorized = goal_prior(task_split("DarkRoom", "fit"), 9)
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        floor = record["data"]["source"]["floor"]
+        line = {"checkpoint": str(checkpoint), "floor": floor}
+        for part in ("validation", "fit"):
+            data = collect_noise_distillation("DarkRoom", study_goals(part), num_steps=DARK_ROOM["num_steps"],
+                                              histories_per_task=32, floor=floor, seed=seed)
+            losses = loss_against_bayes(model, data)
+            for steps, knowing in loss_against_bayes(model, data, memorized).items():
+                losses[steps]["bayes_knowing_fit_goals"] = knowing["bayes"]
+            line[part] = losses
+        print(json.dumps(line), flush=True)
+
+
+def agreement(checkpoints: list[Path], seed: int = 5):
+    """Each whole-history checkpoint's prediction beside a perfect fit's (uniform prior) on the same contexts:
+    the demonstrator's histories (8 per goal) and the model's own greedy rollouts (4 per goal, one window),
+    on the validation goals and on as many fit goals; per part, before and after a history's first reward."""
     torch.set_num_threads(1)
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
-        data = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "validation"),
-                                          num_steps=DARK_ROOM["num_steps"], histories_per_task=32,
-                                          floor=record["data"]["source"]["floor"], seed=seed)
-        line = {"checkpoint": str(checkpoint), "floor": record["data"]["source"]["floor"],
-                **loss_against_bayes(model, data)}
+        floor = record["data"]["source"]["floor"]
+        epsilon = LinearSchedule().with_floor(floor).values(model.config.window_steps)
+        line = {"checkpoint": str(checkpoint), "floor": floor}
+        for part in ("validation", "fit"):
+            goals = study_goals(part)
+            contexts = {"demonstrator": collect_noise_distillation("DarkRoom", goals, num_steps=model.config.window_steps,
+                                                                   histories_per_task=8, floor=floor, seed=seed),
+                        "own_greedy": greedy_contexts(model, np.repeat(goals, 4, axis=0), epsilon, seed=seed)}
+            for name, histories in contexts.items():
+                line[f"{part}: {name}"] = compare_with_bayes(model, histories)
         print(json.dumps(line), flush=True)
+
+
+def explore(checkpoints: list[Path], episodes: int = 40, seed: int = 0):
+    """How each Dark Room checkpoint's greedy policy searches before its first reward, on the validation goals
+    and on as many fit goals (4 rollouts each), beside a perfect fit (uniform prior, greedy) and a uniformly
+    random policy on the same goals and steps: means over rollouts with 95% intervals."""
+    torch.set_num_threads(1)
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        epsilon = LinearSchedule().with_floor(record["data"]["source"]["floor"]).values(model.config.window_steps)
+        for part in ("validation", "fit"):
+            tasks = np.repeat(study_goals(part), 4, axis=0)
+            policies = {
+                "model": in_context_rollout(model, "DarkRoom", tasks, episodes, mode="greedy", seed=seed)[1],
+                "perfect fit": bayes_rollout(tasks, epsilon, model.config.window_steps, episodes, seed=seed)[1],
+                "random": random_histories("DarkRoom", tasks, episodes * 20, seed=seed)}
+            summary, _ = compare_exploration(policies, seed=seed)
+            figures = {f"{row.policy}: {row.measure}": [round(row.mean, 3), round(row.low, 3), round(row.high, 3)]
+                       for row in summary.itertuples()}
+            print(json.dumps({"checkpoint": str(checkpoint), "goals": part, **figures}), flush=True)
 
 
 def main():
@@ -289,13 +357,29 @@ def main():
                         help="print these whole-history Dark Room checkpoints' loss against the Bayes-optimal "
                              "predictor's on fresh validation-goal histories and stop")
     parser.add_argument("--paths", type=Path, nargs="+", metavar="CHECKPOINT",
-                        help="print these Dark Room checkpoints' greedy moves on their validation goals and stop")
+                        help="print these Dark Room checkpoints' greedy moves on their --goals and stop")
+    parser.add_argument("--explore", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print how these Dark Room checkpoints search before the first reward, on validation "
+                             "and fit goals, beside a perfect fit and a random policy, and stop")
+    parser.add_argument("--agreement", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print how far these whole-history Dark Room checkpoints' predictions are from a perfect "
+                             "fit's, on the demonstrator's contexts and on their own greedy ones, and stop")
+    parser.add_argument("--goals", choices=("validation", "fit"), default="validation",
+                        help="with --paths: the validation goals, or as many of the fit goals")
+    parser.add_argument("--goal-prior", choices=("uniform", "fit"), default="uniform",
+                        help="with --bayes: the perfect fit's prior over goal cells")
     args = parser.parse_args()
     if args.paths:
-        paths(args.paths)
+        paths(args.paths, args.goals)
+        return
+    if args.explore:
+        explore(args.explore)
+        return
+    if args.agreement:
+        agreement(args.agreement)
         return
     if args.bayes:
-        bayes(args.bayes, args.seed)
+        bayes(args.bayes, args.seed, args.goal_prior)
         return
     if args.loss_gap:
         loss_gap(args.loss_gap)

@@ -9,19 +9,22 @@ adeps protocol) or by sampling, with the window a model has, so that what a trai
 can be set beside what its training loss rewards.
 
 Two assumptions, stated: the goal's prior is uniform over the room's cells (a model that generalizes to
-unseen goals, rather than one that knows its training goals), and the demonstrator's epsilon at each
+unseen goals, rather than one that knows its training goals; `goal_prior` makes the other one, the best
+prediction of the training data itself, with its goals' cells as the prior), and the demonstrator's epsilon at each
 position of the window is the schedule's at that step of a history, as for a window that starts where its
 history starts (the whole-history recipe's windows do; at test the window slides, and a model that reads
 positions as the history's steps takes its last 400 steps for a history from its start, as this agent does).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from ..envs import make_batched
 from ..envs.grid import cell_id, move, shortest_path_action
-from ..evaluate import DECODINGS, play
+from ..evaluate import DECODINGS, in_context_rollout, play
 from ..histories import previous_actions_and_rewards
 
 
@@ -43,6 +46,30 @@ def rewards_explained(next_cells, rewards, num_goals: int) -> np.ndarray:
     return (next_cells[..., None] == np.arange(num_goals)) == (rewards[..., None] > 0)
 
 
+def goal_prior(goals, size: int, elsewhere: float = 1e-6) -> np.ndarray:
+    """(cells,): a prior over goal cells, uniform over `goals` ((n, 2) rows and columns, e.g. the training
+    goals) with the share `elsewhere` spread over every cell, so that a goal outside them can still be
+    found (with nothing elsewhere, a reward there would rule out every goal)."""
+    goals = np.asarray(goals)
+    if not 0 < elsewhere <= 1:
+        raise ValueError(f"elsewhere={elsewhere!r} is not allowed: it must be in (0, 1] (some mass on every cell)")
+    prior = np.full(size * size, elsewhere / (size * size))
+    np.add.at(prior, goals[:, 0] * size + goals[:, 1], (1 - elsewhere) / len(goals))
+    return prior
+
+
+def log_prior(prior, num_cells: int) -> np.ndarray:
+    """The log of a goal prior over `num_cells` cells (uniform when None), refusing one that is not a distribution
+    with mass on every cell."""
+    if prior is None:
+        return np.zeros(num_cells)
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.shape != (num_cells,) or not (prior > 0).all() or not np.isclose(prior.sum(), 1):
+        raise ValueError(f"goal_prior must hold {num_cells} positive probabilities summing to 1, one per cell "
+                         f"(make one with goal_prior(goals, size)); got shape {prior.shape}")
+    return np.log(prior)
+
+
 def normalized(log_weights: np.ndarray) -> np.ndarray:
     """Probabilities over the last axis from unnormalized log-weights (-inf for ruled-out goals)."""
     weights = np.exp(log_weights - log_weights.max(axis=-1, keepdims=True))
@@ -54,10 +81,11 @@ class BayesDemonstratorAgent:
     policy, from the last `window_steps - 1` steps and the current cell (a model's window).
 
     epsilon: the demonstrator's epsilon at each position of a window (at least `window_steps` values).
+    goal_prior: probabilities over the room's cells (`goal_prior`); None: uniform.
     decoding: "greedy" (the most probable action; exact ties, as from the centre of an empty room, broken at
     random) or "sample"."""
 
-    def __init__(self, env, epsilon, window_steps: int, decoding: str = "greedy", seed: int = 0):
+    def __init__(self, env, epsilon, window_steps: int, decoding: str = "greedy", seed: int = 0, goal_prior=None):
         if decoding not in ("greedy", "sample"):
             raise ValueError(f"decoding={decoding!r} is not allowed here: it must be 'greedy' or 'sample' "
                              f"(the model's other decodings, {DECODINGS}, are rules on top of its prediction)")
@@ -68,18 +96,19 @@ class BayesDemonstratorAgent:
         self.env, self.decoding, self.rng = env, decoding, np.random.default_rng(seed)
         self.epsilon, self.window = epsilon[:window_steps], window_steps
         self.moves = demonstrator_moves(env.size)
+        self.log_prior = log_prior(goal_prior, env.num_obs)
         self.past = []  # per step: (cells, actions, rewards, next cells), each (num_envs,)
 
     def log_posterior(self) -> np.ndarray:
         """(num_envs, cells): the log posterior over goal cells given the window's steps (unnormalized)."""
         if not self.past:
-            return np.zeros((self.env.num_envs, self.env.num_obs))
+            return np.broadcast_to(self.log_prior, (self.env.num_envs, self.env.num_obs))
         # Summed afresh at every step: once the window slides, each step's position, and so its epsilon, moves.
         cells, actions, rewards, next_cells = (np.stack(a, axis=1) for a in zip(*self.past))  # (envs, steps)
         epsilon = np.broadcast_to(self.epsilon[:cells.shape[1]], cells.shape)
         likelihood = action_likelihood(self.moves, cells, actions, epsilon, self.env.num_actions)
         explained = rewards_explained(next_cells, rewards, self.env.num_obs)
-        return np.where(explained, np.log(likelihood), -np.inf).sum(axis=1)
+        return self.log_prior + np.where(explained, np.log(likelihood), -np.inf).sum(axis=1)
 
     def probabilities(self, observations: np.ndarray) -> np.ndarray:
         """(num_envs, actions): the predicted distribution of the demonstrator's next action."""
@@ -104,38 +133,47 @@ class BayesDemonstratorAgent:
 
 
 def bayes_rollout(tasks, epsilon, window_steps: int, episodes: int, decoding: str = "greedy", seed: int = 0,
-                  env_kwargs: dict | None = None):
+                  env_kwargs: dict | None = None, goal_prior=None):
     """Play the Bayes-optimal predictor on Dark Room `tasks` for `episodes` episodes, its context carried
     across them (as `evaluate.in_context_rollout` plays a model). Returns (frame, histories)."""
     env = make_batched("DarkRoom", np.asarray(tasks), **(env_kwargs or {}))
-    agent = BayesDemonstratorAgent(env, epsilon, window_steps, decoding, seed)
+    agent = BayesDemonstratorAgent(env, epsilon, window_steps, decoding, seed, goal_prior)
     return play(env, agent, episodes, seed,
                 metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
                           "source": {"name": "bayes_demonstrator", "mode": decoding}})
 
 
-def bayes_action_log_probs(histories) -> np.ndarray:
-    """(histories, steps): the log-probability of each recorded action under the posterior predictive given
-    the earlier steps of its history (the whole history as the window, its recorded epsilon at each step):
-    the per-step loss of a perfect fit, to set beside a trained model's on the same histories."""
+def bayes_action_probabilities(histories, goal_prior=None) -> np.ndarray:
+    """(histories, steps, actions): the posterior predictive of each step's action given the earlier steps of
+    its history (the whole history as the window, its recorded epsilon at each step): what a perfect fit
+    predicts, to set beside a trained model's on the same histories. goal_prior: as for
+    `BayesDemonstratorAgent`."""
     env = make_batched("DarkRoom", histories.tasks[:1], **histories.metadata.get("env_kwargs", {}))
     if histories.epsilon is None:
         raise ValueError("these histories hold no per-step epsilon: the posterior needs the demonstrator's "
-                         "noise at each step (collect them with curricula.collect_noise_distillation)")
+                         "noise at each step (collect them with curricula.collect_noise_distillation, or give a "
+                         "model's own rollout its window's epsilon with greedy_contexts)")
     cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
     next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # also where episodes end
-    likelihood = action_likelihood(demonstrator_moves(env.size), cells, actions, histories.epsilon.astype(np.float64),
-                                   env.num_actions)
+    moves, epsilon = demonstrator_moves(env.size), histories.epsilon.astype(np.float64)
+    likelihood = action_likelihood(moves, cells, actions, epsilon, env.num_actions)
     evidence = np.where(rewards_explained(next_cells, histories.rewards, env.num_obs), np.log(likelihood), -np.inf)
     before = np.concatenate([np.zeros_like(evidence[:, :1]), np.cumsum(evidence, axis=1)[:, :-1]], axis=1)
-    posterior = normalized(before)
-    return np.log((posterior * likelihood).sum(axis=2))
+    posterior = normalized(before + log_prior(goal_prior, env.num_obs))
+    towards = np.stack([(posterior * (moves[cells] == action)).sum(axis=2) for action in range(env.num_actions)], -1)
+    return epsilon[..., None] / env.num_actions + (1 - epsilon[..., None]) * towards
 
 
-def loss_against_bayes(model, histories) -> dict:
-    """A whole-history model's loss per step on AD^eps Dark Room `histories` (one window each: at most the
-    model's window long) beside the perfect fit's and uniform guessing's, over the steps before a history's
-    first reward (where exploring is decided) and after it: nats per step, and the steps' share."""
+def bayes_action_log_probs(histories, goal_prior=None) -> np.ndarray:
+    """(histories, steps): the log-probability of each recorded action under the posterior predictive
+    (`bayes_action_probabilities`): the per-step loss of a perfect fit."""
+    probabilities = bayes_action_probabilities(histories, goal_prior)
+    return np.log(np.take_along_axis(probabilities, histories.actions.astype(np.int64)[..., None], -1)[..., 0])
+
+
+def model_action_log_probs(model, histories) -> np.ndarray:
+    """(histories, steps, actions): a whole-history model's predicted log-probabilities at every step of
+    `histories`, each read as one window (at most the model's window long)."""
     if histories.num_steps > model.config.window_steps:
         raise ValueError(f"histories of {histories.num_steps} steps do not fit the model's window of "
                          f"{model.config.window_steps}: cut them to at most that many steps")
@@ -144,11 +182,54 @@ def loss_against_bayes(model, histories) -> dict:
     with torch.no_grad():
         logits = model(*(torch.as_tensor(a, device=device) for a in
                          (histories.observations.astype(np.int64), prev_actions, prev_rewards))).float()
-    actions = torch.as_tensor(histories.actions.astype(np.int64), device=device)[..., None]
-    losses = {"model": -torch.log_softmax(logits, -1).gather(-1, actions)[..., 0].cpu().numpy(),
-              "bayes": -bayes_action_log_probs(histories)}
+    return torch.log_softmax(logits, -1).cpu().numpy()
+
+
+def by_first_reward(histories, per_step: dict) -> dict:
+    """Means of (histories, steps) arrays over the steps before a history's first reward (where exploring
+    is decided), after it, and all, with each part's share of the steps."""
     before = (np.cumsum(histories.rewards, axis=1) - histories.rewards) == 0  # no reward yet in this history
     parts = {"before_first_reward": before, "after": ~before, "all": np.ones_like(before)}
-    return {part: {**{name: float(loss[steps].mean()) for name, loss in losses.items()},
-                   "uniform": float(np.log(model.config.num_actions)), "share_of_steps": float(steps.mean())}
+    return {part: {**{name: float(values[steps].mean()) if steps.any() else float("nan")
+                      for name, values in per_step.items()}, "share_of_steps": float(steps.mean())}
             for part, steps in parts.items()}
+
+
+def loss_against_bayes(model, histories, goal_prior=None) -> dict:
+    """A whole-history model's loss per step on AD^eps Dark Room `histories` (one window each: at most the
+    model's window long) beside the perfect fit's and uniform guessing's, over the steps before a history's
+    first reward (where exploring is decided) and after it: nats per step, and the steps' share.
+    goal_prior: the perfect fit's (see `BayesDemonstratorAgent`); None: uniform."""
+    log_probs = model_action_log_probs(model, histories)
+    actions = histories.actions.astype(np.int64)[..., None]
+    uniform = np.full(actions.shape[:2], np.log(model.config.num_actions))
+    return by_first_reward(histories, {"model": -np.take_along_axis(log_probs, actions, -1)[..., 0],
+                                       "bayes": -bayes_action_log_probs(histories, goal_prior), "uniform": uniform})
+
+
+def greedy_contexts(model, tasks, epsilon, seed: int = 0, env_kwargs: dict | None = None):
+    """The contexts a whole-history model makes for itself: its greedy rollout on Dark Room `tasks` for one
+    window (episodes filling `window_steps` steps), as histories carrying `epsilon` (the demonstrator's at
+    each position of the window), so that a perfect fit can be asked about the same contexts
+    (`compare_with_bayes`)."""
+    window = model.config.window_steps
+    env = make_batched("DarkRoom", np.asarray(tasks)[:1], **(env_kwargs or {}))
+    if window % env.horizon:
+        raise ValueError(f"the model's window of {window} steps is not a whole number of {env.horizon}-step "
+                         f"episodes: greedy_contexts plays whole episodes")
+    _, played = in_context_rollout(model, "DarkRoom", tasks, window // env.horizon, env_kwargs, "greedy", seed=seed)
+    epsilon = np.asarray(epsilon, dtype=np.float32)[:window]
+    return replace(played, epsilon=np.broadcast_to(epsilon, played.observations.shape).copy())
+
+
+def compare_with_bayes(model, histories, goal_prior=None) -> dict:
+    """How a whole-history model's prediction differs from a perfect fit's on the same contexts, before a
+    history's first reward and after it: the Kullback-Leibler divergence of the model's predictive from the
+    fit's (nats per step) and the share of steps where the model's most probable action is one of the fit's.
+    On the demonstrator's histories this is the part of the loss the model has yet to learn; on its own
+    greedy contexts (`greedy_contexts`) it says whether it acts as a perfect fit would there."""
+    bayes = bayes_action_probabilities(histories, goal_prior)
+    log_probs = model_action_log_probs(model, histories)
+    chosen = np.take_along_axis(bayes, log_probs.argmax(-1)[..., None], -1)[..., 0]
+    return by_first_reward(histories, {"kl": (bayes * (np.log(bayes) - log_probs)).sum(-1),
+                                       "argmax_agrees": chosen >= bayes.max(-1) - 1e-9})
