@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..envs import make_batched
-from ..histories import Histories, previous_actions_and_rewards
+from ..histories import Histories, model_inputs, previous_actions_and_rewards
 from ..models import attention_per_step
 
 FEATURES = ("rewarded", "previous", "same_cell_earlier", "induction", "goal_cell")
@@ -32,14 +32,9 @@ FEATURES = ("rewarded", "previous", "same_cell_earlier", "induction", "goal_cell
 def attention_maps(model, histories: Histories, rows=None, steps: int | None = None) -> np.ndarray:
     """Step-to-step attention of `histories` (the rows given, all by default; their first `steps` steps),
     shape (histories, layers, heads, query steps, key steps); each query's row sums to 1."""
-    rows = np.arange(histories.num_histories) if rows is None else np.atleast_1d(rows)
-    steps = steps or histories.num_steps
-    prev_actions, prev_rewards = previous_actions_and_rewards(histories, model.config.num_actions)
-    device = next(model.parameters()).device
     model.eval()
-    _, attention = model(torch.as_tensor(histories.observations[rows, :steps].astype(np.int64), device=device),
-                         torch.as_tensor(prev_actions[rows, :steps], device=device),
-                         torch.as_tensor(prev_rewards[rows, :steps], device=device), return_attention=True)
+    _, attention = model(*model_inputs(histories, model.config.num_actions, next(model.parameters()).device, rows, steps),
+                         return_attention=True)
     per_step = [attention_per_step(weights, model.config.tokens_per_step) for weights in attention]
     return torch.stack(per_step, dim=1).float().cpu().numpy()
 

@@ -25,7 +25,7 @@ import torch
 from ..envs import make_batched
 from ..envs.grid import cell_id, move, shortest_path_action
 from ..evaluate import DECODINGS, in_context_rollout, play
-from ..histories import previous_actions_and_rewards
+from ..histories import model_inputs
 
 
 def demonstrator_moves(size: int) -> np.ndarray:
@@ -177,11 +177,8 @@ def model_action_log_probs(model, histories) -> np.ndarray:
     if histories.num_steps > model.config.window_steps:
         raise ValueError(f"histories of {histories.num_steps} steps do not fit the model's window of "
                          f"{model.config.window_steps}: cut them to at most that many steps")
-    device = next(model.parameters()).device
-    prev_actions, prev_rewards = previous_actions_and_rewards(histories, model.config.num_actions)
     with torch.no_grad():
-        logits = model(*(torch.as_tensor(a, device=device) for a in
-                         (histories.observations.astype(np.int64), prev_actions, prev_rewards))).float()
+        logits = model(*model_inputs(histories, model.config.num_actions, next(model.parameters()).device)).float()
     return torch.log_softmax(logits, -1).cpu().numpy()
 
 

@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from ..envs import make_batched
-from ..histories import Histories, previous_actions_and_rewards
+from ..histories import Histories, model_inputs, previous_actions_and_rewards
 from ..models import ICRLTransformer
 from .attention import marked_cells
 
@@ -30,17 +30,12 @@ from .attention import marked_cells
 def residual_stream(model, histories: Histories, rows=None, steps: int | None = None) -> np.ndarray:
     """The residual stream at each depth for every step, shape (layers + 1, histories, steps, d_model):
     depth 0 is the input to the first block, depth l the output of block l (at each step's last token)."""
-    rows = np.arange(histories.num_histories) if rows is None else np.atleast_1d(rows)
-    steps = steps or histories.num_steps
-    prev_actions, prev_rewards = previous_actions_and_rewards(histories, model.config.num_actions)
     captured = []
     hooks = [model.blocks[0].register_forward_pre_hook(lambda module, args: captured.append(args[0]))]
     hooks += [block.register_forward_hook(lambda module, args, output: captured.append(output[0])) for block in model.blocks]
-    device = next(model.parameters()).device
     model.eval()
     try:
-        model(torch.as_tensor(histories.observations[rows, :steps].astype(np.int64), device=device),
-              torch.as_tensor(prev_actions[rows, :steps], device=device), torch.as_tensor(prev_rewards[rows, :steps], device=device))
+        model(*model_inputs(histories, model.config.num_actions, next(model.parameters()).device, rows, steps))
     finally:
         for hook in hooks:
             hook.remove()
