@@ -39,8 +39,10 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
+from icrl_lab.histories import Histories
 from icrl_lab.probe import (bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
                             loss_against_bayes, random_histories)
+from icrl_lab.probe.bayes import demonstrator_moves
 from icrl_lab.schedules import LinearSchedule
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
@@ -122,10 +124,38 @@ CANDIDATES = {
     # longer says how random the demonstrator is.
     "ad_d64_context400_slow_curriculum": (PAPER_PACE, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     "ad_d64_context400_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
+    # Or put the model's own kind of context into training directly (a departure from AD, as DPT's labels
+    # are: it needs the goal when training): the shipped whole-history model's rollouts on the fit goals,
+    # nearly greedy (sampled at temperature 0.01, so that they differ), each step labelled with what the
+    # AD^eps demonstrator would do there at that point of its curriculum, one rollout for every five of the
+    # demonstrator's histories. The target is the demonstrator's distribution throughout.
+    "ad_d64_context400_own_contexts": ({**DARK_ROOM, "own_contexts": {"checkpoint": "icrl_lab/checkpoints/"
+                                        "dark_room_adeps_whole_history", "per_goal": 50, "temperature": 0.01}},
+                                       {**WHOLE_HISTORY_AD, "target": "demonstrator_policy"}, WHOLE_HISTORY_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
 }
+
+
+def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temperature: float, seed: int) -> Histories:
+    """AD^eps Dark Room `histories` and, after them, a trained model's own rollouts on the same goals
+    (`per_goal` each, sampled at `temperature`, as long as the histories), each step labelled with the
+    demonstrator's epsilon at that step of the curriculum and its move toward the goal."""
+    model, _ = load_model(checkpoint)
+    goals = np.unique(histories.tasks, axis=0)
+    episodes = histories.num_steps // 20
+    _, own = in_context_rollout(model, "DarkRoom", np.repeat(goals, per_goal, axis=0), episodes, mode="sample",
+                                temperature=temperature, seed=seed)
+    goal_cells = own.tasks[:, 0] * 9 + own.tasks[:, 1]
+    optimal = demonstrator_moves(9)[own.observations.astype(np.int64), goal_cells[:, None]]
+    epsilon = np.broadcast_to(histories.epsilon[0], own.observations.shape)
+    join = lambda mine, theirs: np.concatenate([mine, theirs.astype(mine.dtype)])
+    return Histories(*(join(getattr(histories, name), getattr(own, name)) for name in
+                       ("observations", "actions", "rewards", "dones", "tasks")),
+                     epsilon=join(histories.epsilon, epsilon), optimal_actions=join(histories.optimal_actions, optimal),
+                     metadata={**histories.metadata, "own_contexts": {"checkpoint": checkpoint, "per_goal": per_goal,
+                                                                      "temperature": temperature}})
 
 
 def validation_figures(model, family, tasks, episodes: int, seed: int = 0, env_kwargs: dict | None = None) -> dict:
@@ -148,7 +178,11 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
         histories = collect_rl_histories(family, fit, "random", data_settings["num_steps"],
                                          data_settings["histories_per_task"], seed=seed)
     else:
+        own_contexts = data_settings.pop("own_contexts", None)
         histories = collect_noise_distillation(family, fit, seed=seed, env_kwargs=env_kwargs, **data_settings)
+        if own_contexts:
+            histories = with_own_contexts(histories, **own_contexts, seed=seed)
+            data_settings["own_contexts"] = own_contexts
     kind = model_settings.pop("kind")
     model_config = CONFIGS[kind](**token_sizes(family, fit, **env_kwargs), **model_settings)
     settings = {"weight_decay": 1e-4, "context_steps": model_config.window_steps, **train_settings}
