@@ -295,7 +295,6 @@ def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tupl
     return prev_actions, prev_rewards
 
 
-
 def model_inputs(histories: Histories, num_actions: int, device=None, rows=None, steps: int | None = None):
     """A model's three inputs for whole histories (the rows given, all by default; their first `steps`
     steps), as tensors on `device`: observations, previous actions and previous rewards."""
@@ -304,6 +303,7 @@ def model_inputs(histories: Histories, num_actions: int, device=None, rows=None,
     prev_actions, prev_rewards = previous_actions_and_rewards(histories, num_actions)
     return tuple(torch.as_tensor(array[rows, :steps], device=device) for array in
                  (histories.observations.astype(np.int64), prev_actions, prev_rewards))
+
 
 class ContextWindows(torch.utils.data.Dataset):
     """Fixed-length windows of consecutive steps, cut anywhere in a history (across episode boundaries).

@@ -10,10 +10,11 @@ can be set beside what its training loss rewards.
 
 Two assumptions, stated: the goal's prior is uniform over the room's cells (a model that generalizes to
 unseen goals, rather than one that knows its training goals; `goal_prior` makes the other one, the best
-prediction of the training data itself, with its goals' cells as the prior), and the demonstrator's epsilon at each
-position of the window is the schedule's at that step of a history, as for a window that starts where its
-history starts (the whole-history recipe's windows do; at test the window slides, and a model that reads
-positions as the history's steps takes its last 400 steps for a history from its start, as this agent does).
+prediction of the training data itself, with its goals' cells as the prior), and the demonstrator's
+epsilon at each position of the window is the schedule's at that step of a history, as for a window that
+starts where its history starts (the whole-history recipe's windows do; at test the window slides, and a
+model that reads positions as the history's steps takes its last 400 steps for a history from its start,
+as this agent does).
 """
 from __future__ import annotations
 
