@@ -11,7 +11,7 @@ from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.histories import previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
 from icrl_lab.recipes import load_shipped
-from icrl_lab.schedules import LinearSchedule
+from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.sources import optimal_returns
 
 
@@ -284,7 +284,7 @@ def test_the_shipped_whole_history_model_predicts_like_a_perfect_fit_on_its_data
     floor = record["data"]["source"]["floor"]
     goals = task_split("DarkRoom", "fit")[:8]
     demonstrator = collect_noise_distillation("DarkRoom", goals, num_steps=400, histories_per_task=4, floor=floor, seed=5)
-    own = probe.greedy_contexts(model, np.repeat(goals, 4, axis=0), LinearSchedule().with_floor(floor).values(400))
+    own = probe.greedy_contexts(model, np.repeat(goals, 4, axis=0), schedule_of(record["data"]["source"]).values(400))
     assert own.num_steps == 400 and own.epsilon[0, 0] == 1.0 and (own.epsilon[:, -1] == own.epsilon[0, -1]).all()
     on_data = probe.compare_with_bayes(model, demonstrator)["before_first_reward"]
     on_own = probe.compare_with_bayes(model, own)["before_first_reward"]

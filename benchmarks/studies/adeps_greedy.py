@@ -43,7 +43,7 @@ from icrl_lab.histories import Histories
 from icrl_lab.probe import (bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
                             loss_against_bayes, random_histories)
 from icrl_lab.probe.bayes import demonstrator_moves
-from icrl_lab.schedules import LinearSchedule
+from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
@@ -334,7 +334,7 @@ def agreement(checkpoints: list[Path], seed: int = 5):
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
         floor = record["data"]["source"]["floor"]
-        epsilon = LinearSchedule().with_floor(floor).values(model.config.window_steps)
+        epsilon = schedule_of(record["data"]["source"]).values(model.config.window_steps)
         line = {"checkpoint": str(checkpoint), "floor": floor}
         for part in ("validation", "fit"):
             goals = study_goals(part)
@@ -353,7 +353,7 @@ def explore(checkpoints: list[Path], episodes: int = 40, seed: int = 0):
     torch.set_num_threads(1)
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
-        epsilon = LinearSchedule().with_floor(record["data"]["source"]["floor"]).values(model.config.window_steps)
+        epsilon = schedule_of(record["data"]["source"]).values(model.config.window_steps)
         for part in ("validation", "fit"):
             tasks = np.repeat(study_goals(part), 4, axis=0)
             policies = {
