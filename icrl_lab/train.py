@@ -218,6 +218,21 @@ def check_resumable(saved: dict, model_config: ADConfig, config: TrainConfig, da
                          f"the checkpoint's values (its config.json lists them), or train into another --out")
 
 
+def start_from(model, directory) -> dict:
+    """Load a saved model's weights into `model`, to train them on other data (fine-tuning); refused unless
+    both have the same parameters with the same shapes. Returns what the run records of where it started."""
+    saved, saved_record = load_model(directory)
+    shapes = lambda state: {name: tuple(tensor.shape) for name, tensor in state.items()}
+    theirs, ours = shapes(saved.state_dict()), shapes(model.state_dict())
+    if theirs != ours:
+        differing = sorted(name for name in theirs.keys() | ours.keys() if theirs.get(name) != ours.get(name))
+        raise ValueError(f"cannot start from {directory}: its model has other parameters or shapes than this one "
+                         f"({', '.join(differing[:4])}{' ...' if len(differing) > 4 else ''}); give a model config "
+                         f"with the checkpoint's sizes (its config.json lists them)")
+    model.load_state_dict(saved.state_dict())
+    return {"checkpoint": str(directory), "weights_sha256": saved_record.get("weights_sha256")}
+
+
 def _load_checkpoint(directory: Path, model, optimizer, generator, model_config, config, data_sha256,
                      rank: int = 0) -> tuple[int, list]:
     """Restore a checkpoint into model, optimiser and generators; returns (updates done, log so far).
@@ -322,13 +337,16 @@ def _check_finite(model, loss_finite: torch.Tensor, loss: torch.Tensor, update: 
 
 def train(model_config: ADConfig, histories: Histories | HistoryFile | StreamingWindows, config: TrainConfig = TrainConfig(),
           out_dir=None, resume: bool = False, evaluate=None, record: dict | None = None,
-          progress: bool = True, stop_at: int | None = None, overwrite: bool = False):
+          progress: bool = True, stop_at: int | None = None, overwrite: bool = False, initial_weights=None):
     """Train a model on `histories`; returns (model, log) where log is a list of dicts per logged update.
 
     out_dir: where checkpoints go (weights, config and training state); with resume=True training
     continues from the checkpoint there. evaluate: a function model -> dict of figures, called every
     config.eval_every updates and logged (on process 0 under torchrun). record: extra JSON saved beside the
     weights (data provenance).
+    initial_weights: a saved model's folder whose weights training starts from, instead of fresh ones (to go on
+    training a model on other data; the optimizer and schedule start afresh). A resumed run takes its weights
+    from its own checkpoint.
     stop_at: stop (with a checkpoint) after this many updates in all, to go on later with resume=True;
     the learning-rate schedule still spans config.updates. An out_dir that already holds a checkpoint is
     refused unless resume=True, or overwrite=True (which removes it and the results made from it).
@@ -349,13 +367,13 @@ def train(model_config: ADConfig, histories: Histories | HistoryFile | Streaming
     group, started_group = distributed.join(device)
     try:
         return _train(model_config, histories, config, out_dir, resume, evaluate, record, progress, stop_at,
-                      overwrite, group, group.device(device))
+                      overwrite, initial_weights, group, group.device(device))
     finally:
         distributed.leave(started_group)
 
 
 def _train(model_config, histories, config, out_dir, resume, evaluate, record, progress, stop_at, overwrite,
-           group: distributed.ProcessGroup, device: torch.device):
+           initial_weights, group: distributed.ProcessGroup, device: torch.device):
     share = group.share(config.batch_size)
     check_batch_memory(model_config, replace(config, batch_size=share.stop - share.start), device)
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -364,7 +382,9 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     if out_dir is not None:
         group.on_main(prepare_out_dir, out_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # the same initial weights on every process
-    model = model_config.build().to(device)
+    model = model_config.build()
+    started_from = start_from(model, initial_weights) if initial_weights is not None else None
+    model = model.to(device)
     torch.manual_seed(group.dropout_seed(config.seed))
     windows = (histories.to(device) if isinstance(histories, StreamingWindows) else
                ContextWindows(histories, config.context_steps, model_config.num_actions, device=device,
@@ -376,6 +396,8 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     generator = torch.Generator().manual_seed(config.seed)
     data_sha256 = histories.sha256()
     record = {"train_config": asdict(config), "data_sha256": data_sha256, **(record or {})}
+    if started_from is not None:
+        record["initial_weights"] = started_from
     start, log = (_load_checkpoint(out_dir, model, optimizer, generator, model_config, config, data_sha256, group.rank)
                   if resume else (0, []))
     training = distributed.wrap(model, group, device)

@@ -108,6 +108,25 @@ def test_resume_without_a_checkpoint_says_what_to_do(dark_room_data, tmp_path):
               out_dir=tmp_path, resume=True, progress=False)
 
 
+def test_a_run_can_start_from_a_trained_model_on_other_data(dark_room_data, tmp_path):
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, **SMALL)
+    settings = TrainConfig(updates=150, batch_size=32, context_steps=40, learning_rate=3e-3)
+    train(config, dark_room_data, settings, out_dir=tmp_path / "first", progress=False)
+    other = collect_noise_distillation("DarkRoom", dark_room_goals("test"), num_steps=400, histories_per_task=4, seed=1)
+    short = TrainConfig(updates=3, batch_size=32, context_steps=40, learning_rate=1e-4, log_every=1)
+    _, fresh = train(config, other, short, progress=False)
+    _, started = train(config, other, short, out_dir=tmp_path / "second", initial_weights=tmp_path / "first",
+                       progress=False)
+    # Fresh weights guess uniformly (about ln 5 = 1.61 nats); the trained ones know the noise schedule.
+    assert fresh[0]["loss"] > 1.58 and started[0]["loss"] < 1.5
+    _, record = load_model(tmp_path / "second")
+    assert record["initial_weights"] == {"checkpoint": str(tmp_path / "first"),
+                                         "weights_sha256": load_model(tmp_path / "first")[1]["weights_sha256"]}
+    wider = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, d_model=64, n_layer=2, n_head=2)
+    with pytest.raises(ValueError, match="cannot start from .*other parameters or shapes"):
+        train(wider, other, short, initial_weights=tmp_path / "first", progress=False)
+
+
 def test_in_context_rollout_frame_and_figures(dark_room_data):
     config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, **SMALL)
     model, _ = train(config, dark_room_data, TrainConfig(updates=5, batch_size=8, context_steps=40), progress=False)
