@@ -186,7 +186,7 @@ def train_command(args) -> dict:
                                      seed=train_config.seed, **stream_options)
     record = {"command": _command(), "data_path": str(args.data), **asdict(provenance)}
     _, log = train(config, histories, train_config, out_dir=args.out, resume=args.resume, record=record,
-                   overwrite=args.overwrite, stop_at=args.stop_at)
+                   overwrite=args.overwrite, stop_at=args.stop_at, initial_weights=args.start_from)
     return {"out": str(args.out), "updates": train_config.updates, "final_loss": log[-1]["loss"],
             "seconds": log[-1]["seconds"]}
 
@@ -281,6 +281,9 @@ def main(argv=None):
     add_spec_options(p, TrainConfig, "training (train.TrainConfig)")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--start-from", metavar="CHECKPOINT",
+                   help="start from this saved model's weights rather than fresh ones, to train it on other data "
+                        "(give the model options it was made with)")
     p.add_argument("--stop-at", type=int, metavar="UPDATES",
                    help="stop with a checkpoint after this many updates in all, to go on later with --resume")
     p.add_argument("--overwrite", action="store_true",

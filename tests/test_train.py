@@ -159,6 +159,10 @@ def test_cli_train_then_evaluate(tmp_path):
     assert figures["optimal_return"] == pytest.approx(np.mean(21 - np.abs(dark_room_goals("test") - 4).sum(1)))
     again = run("evaluate", str(tmp_path / "ad"), "--episodes", "3", "--decoding", "sample", "--temperature", "0.5")
     assert again["ablation"] and again["decoding"] == "sample"
+    run("train", "--data", str(data), "--out", str(tmp_path / "ad_on"), "--start-from", str(tmp_path / "ad"),
+        "--updates", "2", "--batch-size", "8", "--context-steps", "40", "--window-steps", "40", "--d-model", "32",
+        "--n-layer", "1", "--n-head", "2")
+    assert load_model(tmp_path / "ad_on")[1]["initial_weights"]["checkpoint"] == str(tmp_path / "ad")
 
 
 def test_greedy_when_rewarded_exploits_only_with_a_reward_in_context(dark_room_data):
