@@ -16,6 +16,8 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
     python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
     python benchmarks/studies/adeps_greedy.py --agreement CHECKPOINT ...              (prediction against a perfect fit's)
+    python benchmarks/studies/adeps_greedy.py --margins                               (what a perfect fit's argmax rests on)
+    python benchmarks/studies/adeps_greedy.py --imitate bayes --rounds 5 --out DIR    (imitation on own contexts, DAgger)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -30,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
 from icrl_lab.histories import Histories
-from icrl_lab.probe import (bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
+from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
                             loss_against_bayes, random_histories)
 from icrl_lab.probe.bayes import demonstrator_moves
 from icrl_lab.schedules import LinearSchedule, schedule_of
@@ -138,6 +140,14 @@ CANDIDATES = {
 }
 
 
+def concatenated(parts: list[Histories], metadata: dict) -> Histories:
+    """One dataset of the histories of every part (each with epsilon and optimal actions), in order."""
+    def join(name):
+        return np.concatenate([getattr(part, name).astype(getattr(parts[0], name).dtype) for part in parts])
+    return Histories(*(join(name) for name in ("observations", "actions", "rewards", "dones", "tasks")),
+                     epsilon=join("epsilon"), optimal_actions=join("optimal_actions"), metadata=metadata)
+
+
 def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temperature: float, seed: int) -> Histories:
     """AD^eps Dark Room `histories` and, after them, a trained model's own rollouts on the same goals
     (`per_goal` each, sampled at `temperature`, as long as the histories), each step labelled with the
@@ -150,12 +160,9 @@ def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temp
     goal_cells = own.tasks[:, 0] * 9 + own.tasks[:, 1]
     optimal = demonstrator_moves(9)[own.observations.astype(np.int64), goal_cells[:, None]]
     epsilon = np.broadcast_to(histories.epsilon[0], own.observations.shape)
-    join = lambda mine, theirs: np.concatenate([mine, theirs.astype(mine.dtype)])
-    return Histories(*(join(getattr(histories, name), getattr(own, name)) for name in
-                       ("observations", "actions", "rewards", "dones", "tasks")),
-                     epsilon=join(histories.epsilon, epsilon), optimal_actions=join(histories.optimal_actions, optimal),
-                     metadata={**histories.metadata, "own_contexts": {"checkpoint": checkpoint, "per_goal": per_goal,
-                                                                      "temperature": temperature}})
+    return concatenated([histories, replace(own, epsilon=epsilon, optimal_actions=optimal)],
+                        {**histories.metadata, "own_contexts": {"checkpoint": checkpoint, "per_goal": per_goal,
+                                                                "temperature": temperature}})
 
 
 def validation_figures(model, family, tasks, episodes: int, seed: int = 0, env_kwargs: dict | None = None) -> dict:
@@ -228,6 +235,86 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
         shutil.copytree(checkpoint, out / f"{name}-seed{seed}-at{stretch_end}")
     with log_path.open("a") as f:
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
+
+
+TEACHERS = ("bayes", "demonstrator")
+SHIPPED_WHOLE_HISTORY = Path("icrl_lab/checkpoints/dark_room_adeps_whole_history")
+
+
+def teacher_labels(histories: Histories, teacher: str, rng: np.random.Generator) -> np.ndarray:
+    """An action drawn at every step of `histories` (a model's own rollouts, carrying the demonstrator's epsilon
+    at each position of the window) from a teacher's prediction there. "bayes": a perfect fit of the AD^eps
+    data (its posterior predictive, uniform prior), which reads every move in the context as the
+    demonstrator's and needs no goal. "demonstrator": the AD^eps demonstrator itself at that epsilon, which
+    knows the goal (as DPT's labels do)."""
+    if teacher == "bayes":
+        probabilities = bayes_action_probabilities(histories)
+    else:
+        goal_cells = histories.tasks[:, 0] * 9 + histories.tasks[:, 1]
+        optimal = demonstrator_moves(9)[histories.observations.astype(np.int64), goal_cells[:, None]]
+        epsilon = histories.epsilon[..., None].astype(np.float64)
+        probabilities = epsilon / 5 + (1 - epsilon) * np.eye(5)[optimal]
+    return (probabilities.cumsum(-1) < rng.random(probabilities.shape[:-1] + (1,))).sum(-1).clip(max=4)
+
+
+def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0, per_goal: int = 50,
+                     temperatures: tuple = (0.01, 0.3), start: Path = SHIPPED_WHOLE_HISTORY, first_round: int = 1):
+    """Imitation on the learner's own contexts (DAgger), in rounds: roll the model out on the fit goals (one
+    window each, `per_goal` rollouts per goal split among the sampling `temperatures`: nearly greedy, and a
+    little wider), label every step with an action drawn from the `teacher`'s prediction there
+    (`teacher_labels`), and train the model on from its weights for `updates` updates on the AD^eps data
+    (labelled with its own next actions, as AD is) and every round's labelled rollouts so far. Starts from the
+    shipped whole-history model; after each round, logs its validation figures and how far its prediction is
+    from a perfect fit's on its own greedy contexts (validation goals). A departure from AD either way: the
+    labels come from a teacher, not from the data. To go on with a run, start from its last round's checkpoint
+    with `first_round` the next round's number: its rounds' rollouts are not kept, so the new rounds aggregate
+    their own only."""
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    fit, validation = task_split("DarkRoom", "fit"), task_split("DarkRoom", "validation")
+    model, record = load_model(start)
+    window = model.config.window_steps
+    epsilon = schedule_of(record["data"]["source"]).values(window).astype(np.float32)
+    data_settings = {name: value for name, value in DARK_ROOM.items() if name != "family"}
+    data = collect_noise_distillation("DarkRoom", fit, seed=seed, **data_settings)
+    data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
+    model_config = replace(model.config, target="optimal_actions")
+    settings = TrainConfig(updates=updates, seed=seed, batch_size=64, context_steps=window, learning_rate=1e-3,
+                           weight_decay=1e-4)
+    name = f"dagger_{teacher}-seed{seed}"
+    log_path = out / f"{name}.jsonl"
+    header = {"name": name, "teacher": teacher, "rounds": rounds, "first_round": first_round, "start": str(start),
+              "per_goal": per_goal, "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
+    with log_path.open("w" if first_round == 1 else "a") as f:
+        f.write(json.dumps(header) + "\n")
+    own, started = [], time.perf_counter()
+    for round_number in range(first_round - 1, first_round + rounds):
+        if round_number == first_round - 1 and first_round > 1:
+            continue  # the start was logged as the last round of the run it continues
+        if round_number >= first_round:
+            rng = np.random.default_rng([seed, round_number])
+            for goals in np.array_split(fit, 8):  # in chunks: the labels' posterior is (rows, steps, cells)
+                for temperature in temperatures:
+                    _, played = in_context_rollout(model, "DarkRoom",
+                                                   np.repeat(goals, per_goal // len(temperatures), axis=0),
+                                                   window // 20, mode="sample", temperature=temperature,
+                                                   seed=int(rng.integers(2**31)))
+                    played = replace(played, epsilon=np.broadcast_to(epsilon, played.observations.shape).copy())
+                    own.append(replace(played, optimal_actions=teacher_labels(played, teacher, rng)))
+            training = concatenated([data, *own], {**data.metadata, "imitation_rounds": {
+                "teacher": teacher, "round": round_number, "start": str(start)}})
+            checkpoint = out / f"{name}-round{round_number}"
+            model, _ = train(model_config, training, settings, out_dir=checkpoint, initial_weights=
+                             out / f"{name}-round{round_number - 1}" if round_number > first_round else start,
+                             record=asdict(training.provenance()), progress=False, overwrite=True)
+        line = {"round": round_number, "own_histories": sum(part.num_histories for part in own),
+                "seconds": round(time.perf_counter() - started, 1),
+                **validation_figures(model, "DarkRoom", validation, 40, seed=seed)}
+        contexts = greedy_contexts(model, np.repeat(validation, 4, axis=0), epsilon, seed=seed)
+        line["own_greedy_against_perfect_fit"] = compare_with_bayes(model, contexts)["before_first_reward"]
+        with log_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(json.dumps(line), flush=True)
 
 
 def per_goal(checkpoints: list[Path], seed: int = 1):
@@ -346,6 +433,29 @@ def agreement(checkpoints: list[Path], seed: int = 5):
         print(json.dumps(line), flush=True)
 
 
+def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
+    """How much a perfect fit's greedy choice rests on, episode by episode of a whole-history window: its own
+    greedy rollout (uniform prior, the checkpoint's noise schedule, 4 per goal on as many fit goals as there
+    are validation goals), and at each step before the first reward the difference between its two most
+    probable actions' probabilities, beside the demonstrator's epsilon there. Nothing is trained or chosen."""
+    model, record = load_model(checkpoint)
+    window = model.config.window_steps
+    epsilon = schedule_of(record["data"]["source"]).values(window)
+    _, played = bayes_rollout(np.repeat(study_goals("fit"), 4, axis=0), epsilon, window, window // 20, seed=seed)
+    played = replace(played, epsilon=np.broadcast_to(epsilon.astype(np.float32), played.observations.shape).copy())
+    ranked = np.sort(bayes_action_probabilities(played), axis=-1)
+    before = (np.cumsum(played.rewards, axis=1) - played.rewards) == 0
+    for episode in range(window // 20):
+        steps = slice(episode * 20, (episode + 1) * 20)
+        searching = before[:, steps]
+        line = {"episode": episode + 1, "epsilon_at_start": float(epsilon[episode * 20]),
+                "share_of_steps_before_first_reward": float(searching.mean())}
+        if searching.any():
+            line["median_margin"] = float(np.median((ranked[:, steps, -1] - ranked[:, steps, -2])[searching]))
+            line["median_top_probability"] = float(np.median(ranked[:, steps, -1][searching]))
+        print(json.dumps(line), flush=True)
+
+
 def explore(checkpoints: list[Path], episodes: int = 40, seed: int = 0):
     """How each Dark Room checkpoint's greedy policy searches before its first reward, on the validation goals
     and on as many fit goals (4 rollouts each), beside a perfect fit (uniform prior, greedy) and a uniformly
@@ -398,11 +508,30 @@ def main():
     parser.add_argument("--agreement", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print how far these whole-history Dark Room checkpoints' predictions are from a perfect "
                              "fit's, on the demonstrator's contexts and on their own greedy ones, and stop")
+    parser.add_argument("--margins", action="store_true",
+                        help="print, per episode of a perfect fit's greedy window, the probability margin its greedy "
+                             "choice rests on before the first reward, and stop")
+    parser.add_argument("--imitate", choices=TEACHERS,
+                        help="imitation on the shipped whole-history model's own contexts, labelled by this teacher, "
+                             "for --rounds rounds of --updates updates (--out, --seed), and stop")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--start", type=Path, default=SHIPPED_WHOLE_HISTORY,
+                        help="with --imitate: the checkpoint the first round starts from")
+    parser.add_argument("--first-round", type=int, default=1,
+                        help="with --imitate: the number of the first round (to go on with a run from --start, its "
+                             "last round's checkpoint)")
     parser.add_argument("--goals", choices=("validation", "fit"), default="validation",
                         help="with --paths: the validation goals, or as many of the fit goals")
     parser.add_argument("--goal-prior", choices=("uniform", "fit"), default="uniform",
                         help="with --bayes: the perfect fit's prior over goal cells")
     args = parser.parse_args()
+    if args.margins:
+        margins()
+        return
+    if args.imitate:
+        imitation_rounds(args.imitate, args.rounds, args.updates or 600, args.out, args.seed, start=args.start,
+                         first_round=args.first_round)
+        return
     if args.paths:
         paths(args.paths, args.goals)
         return
