@@ -42,8 +42,8 @@ from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
 from icrl_lab.histories import Histories
-from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes, goal_prior, greedy_contexts,
-                            loss_against_bayes, random_histories)
+from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
+                            goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves
 from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, load_model
@@ -148,6 +148,12 @@ def concatenated(parts: list[Histories], metadata: dict) -> Histories:
                      epsilon=join("epsilon"), optimal_actions=join("optimal_actions"), metadata=metadata)
 
 
+def toward_goal(histories: Histories) -> np.ndarray:
+    """The scripted demonstrator's move at every step of 9x9 Dark Room `histories`, toward each one's goal."""
+    goal_cells = histories.tasks[:, 0] * 9 + histories.tasks[:, 1]
+    return demonstrator_moves(9)[histories.observations.astype(np.int64), goal_cells[:, None]]
+
+
 def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temperature: float, seed: int) -> Histories:
     """AD^eps Dark Room `histories` and, after them, a trained model's own rollouts on the same goals
     (`per_goal` each, sampled at `temperature`, as long as the histories), each step labelled with the
@@ -157,10 +163,8 @@ def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temp
     episodes = histories.num_steps // 20
     _, own = in_context_rollout(model, "DarkRoom", np.repeat(goals, per_goal, axis=0), episodes, mode="sample",
                                 temperature=temperature, seed=seed)
-    goal_cells = own.tasks[:, 0] * 9 + own.tasks[:, 1]
-    optimal = demonstrator_moves(9)[own.observations.astype(np.int64), goal_cells[:, None]]
     epsilon = np.broadcast_to(histories.epsilon[0], own.observations.shape)
-    return concatenated([histories, replace(own, epsilon=epsilon, optimal_actions=optimal)],
+    return concatenated([histories, replace(own, epsilon=epsilon, optimal_actions=toward_goal(own))],
                         {**histories.metadata, "own_contexts": {"checkpoint": checkpoint, "per_goal": per_goal,
                                                                 "temperature": temperature}})
 
@@ -250,10 +254,8 @@ def teacher_labels(histories: Histories, teacher: str, rng: np.random.Generator)
     if teacher == "bayes":
         probabilities = bayes_action_probabilities(histories)
     else:
-        goal_cells = histories.tasks[:, 0] * 9 + histories.tasks[:, 1]
-        optimal = demonstrator_moves(9)[histories.observations.astype(np.int64), goal_cells[:, None]]
         epsilon = histories.epsilon[..., None].astype(np.float64)
-        probabilities = epsilon / 5 + (1 - epsilon) * np.eye(5)[optimal]
+        probabilities = epsilon / 5 + (1 - epsilon) * np.eye(5)[toward_goal(histories)]
     return (probabilities.cumsum(-1) < rng.random(probabilities.shape[:-1] + (1,))).sum(-1).clip(max=4)
 
 
@@ -274,7 +276,7 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     fit, validation = task_split("DarkRoom", "fit"), task_split("DarkRoom", "validation")
     model, record = load_model(start)
     window = model.config.window_steps
-    epsilon = schedule_of(record["data"]["source"]).values(window).astype(np.float32)
+    epsilon = schedule_of(record["data"]["source"]).values(window)
     data_settings = {name: value for name, value in DARK_ROOM.items() if name != "family"}
     data = collect_noise_distillation("DarkRoom", fit, seed=seed, **data_settings)
     data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
@@ -299,7 +301,7 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                                                    np.repeat(goals, per_goal // len(temperatures), axis=0),
                                                    window // 20, mode="sample", temperature=temperature,
                                                    seed=int(rng.integers(2**31)))
-                    played = replace(played, epsilon=np.broadcast_to(epsilon, played.observations.shape).copy())
+                    played = with_window_epsilon(played, epsilon)
                     own.append(replace(played, optimal_actions=teacher_labels(played, teacher, rng)))
             training = concatenated([data, *own], {**data.metadata, "imitation_rounds": {
                 "teacher": teacher, "round": round_number, "start": str(start)}})
@@ -442,7 +444,7 @@ def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
     window = model.config.window_steps
     epsilon = schedule_of(record["data"]["source"]).values(window)
     _, played = bayes_rollout(np.repeat(study_goals("fit"), 4, axis=0), epsilon, window, window // 20, seed=seed)
-    played = replace(played, epsilon=np.broadcast_to(epsilon.astype(np.float32), played.observations.shape).copy())
+    played = with_window_epsilon(played, epsilon)
     ranked = np.sort(bayes_action_probabilities(played), axis=-1)
     before = (np.cumsum(played.rewards, axis=1) - played.rewards) == 0
     for episode in range(window // 20):

@@ -216,8 +216,14 @@ def greedy_contexts(model, tasks, epsilon, seed: int = 0, env_kwargs: dict | Non
         raise ValueError(f"the model's window of {window} steps is not a whole number of {env.horizon}-step "
                          f"episodes: greedy_contexts plays whole episodes")
     _, played = in_context_rollout(model, "DarkRoom", tasks, window // env.horizon, env_kwargs, "greedy", seed=seed)
-    epsilon = np.asarray(epsilon, dtype=np.float32)[:window]
-    return replace(played, epsilon=np.broadcast_to(epsilon, played.observations.shape).copy())
+    return with_window_epsilon(played, epsilon)
+
+
+def with_window_epsilon(histories, epsilon):
+    """`histories` of one window each (an agent's own rollout), carrying the demonstrator's `epsilon` at each
+    position of the window, so that a perfect fit can read them as it reads the demonstrator's."""
+    epsilon = np.asarray(epsilon, dtype=np.float32)[:histories.num_steps]
+    return replace(histories, epsilon=np.broadcast_to(epsilon, histories.observations.shape).copy())
 
 
 def compare_with_bayes(model, histories, goal_prior=None) -> dict:
