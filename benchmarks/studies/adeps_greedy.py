@@ -44,7 +44,7 @@ from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout,
 from icrl_lab.histories import Histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
-from icrl_lab.probe.bayes import demonstrator_moves
+from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
@@ -256,7 +256,7 @@ def teacher_labels(histories: Histories, teacher: str, rng: np.random.Generator)
     else:
         epsilon = histories.epsilon[..., None].astype(np.float64)
         probabilities = epsilon / 5 + (1 - epsilon) * np.eye(5)[toward_goal(histories)]
-    return (probabilities.cumsum(-1) < rng.random(probabilities.shape[:-1] + (1,))).sum(-1).clip(max=4)
+    return draw_actions(probabilities, rng)
 
 
 def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0, per_goal: int = 50,

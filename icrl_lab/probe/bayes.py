@@ -77,6 +77,12 @@ def normalized(log_weights: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
+def draw_actions(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action drawn from each distribution of a (..., actions) array of probabilities."""
+    drawn = (probabilities.cumsum(axis=-1) < rng.random(probabilities.shape[:-1] + (1,))).sum(axis=-1)
+    return drawn.clip(max=probabilities.shape[-1] - 1)
+
+
 class BayesDemonstratorAgent:
     """Acts on the posterior predictive of an epsilon-greedy demonstrator of the Dark Room's scripted optimal
     policy, from the last `window_steps - 1` steps and the current cell (a model's window).
@@ -122,8 +128,7 @@ class BayesDemonstratorAgent:
         self.cells = np.asarray(observations)  # where these actions are taken, for observe
         probabilities = self.probabilities(observations)
         if self.decoding == "sample":
-            return (probabilities.cumsum(axis=1) < self.rng.random((len(probabilities), 1))).sum(axis=1).clip(
-                max=self.env.num_actions - 1)
+            return draw_actions(probabilities, self.rng)
         best = probabilities >= probabilities.max(axis=1, keepdims=True) - 1e-12
         return np.argmax(best * self.rng.random(best.shape), axis=1)
 
