@@ -10,6 +10,8 @@ policy that made it improved. A dataset holds many histories of the same number 
     dones[h, t]            True if the episode ended after step t (the next observation starts a new one)
     epsilon[h, t]          (optional) the demonstrator's noise level at step t, for AD^eps curricula
     optimal_actions[h, t]  (optional) the optimal action for observations[h, t], DPT's label
+    action_probabilities[h, t, a]  (optional) a teacher's probability of action a at step t, a soft label to
+                           distil (a model with target "action_probabilities" learns it)
     tasks[h]               the task of history h (a goal cell, a key and door, arm means)
 
 File format (HDF5, one file a dataset): the arrays above as datasets at the root, gzip-compressed and
@@ -39,6 +41,9 @@ import torch
 FORMAT, FORMAT_VERSION = "icrl_lab.histories", 1
 STEP_ARRAYS = ("observations", "actions", "rewards", "dones")
 OPTIONAL_STEP_ARRAYS = ("epsilon", "optimal_actions")
+# Optional arrays with one more axis than a step array: one value per step and action.
+PER_ACTION_ARRAYS = ("action_probabilities",)
+ALL_ARRAYS = STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + PER_ACTION_ARRAYS + ("tasks",)
 
 
 class HistoryFileError(ValueError):
@@ -87,6 +92,7 @@ class Histories:
     epsilon: np.ndarray | None = None
     optimal_actions: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    action_probabilities: np.ndarray | None = None
 
     def __post_init__(self):
         shape = self.observations.shape
@@ -96,6 +102,10 @@ class Histories:
             array = getattr(self, name)
             if array is not None and array.shape != shape:
                 raise ValueError(f"{name} has shape {array.shape} but observations have {shape}: every step array must match")
+        probabilities = self.action_probabilities
+        if probabilities is not None and (probabilities.ndim != 3 or probabilities.shape[:2] != shape):
+            raise ValueError(f"action_probabilities has shape {probabilities.shape} but observations have {shape}: it "
+                             f"must be (histories, steps, actions)")
         if len(self.tasks) != shape[0]:
             raise ValueError(f"tasks has {len(self.tasks)} rows but there are {shape[0]} histories")
         if shape[0] < 1 or shape[1] < 1:
@@ -104,8 +114,7 @@ class Histories:
 
     def checksums(self) -> dict:
         """sha256 of every array (see `array_sha256`), by name."""
-        return {name: array_sha256(getattr(self, name)) for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",)
-                if getattr(self, name) is not None}
+        return {name: array_sha256(getattr(self, name)) for name in ALL_ARRAYS if getattr(self, name) is not None}
 
     def sha256(self) -> str:
         """One sha256 of all the arrays: what a training run records to recognise its data again."""
@@ -133,6 +142,14 @@ class Histories:
             raise ValueError("rewards holds non-finite values (NaN or inf)")
         if self.epsilon is not None and not np.all((self.epsilon >= 0) & (self.epsilon <= 1)):
             raise ValueError("epsilon holds values outside [0, 1]")
+        probabilities = self.action_probabilities
+        if probabilities is not None:
+            if probabilities.shape[2] != env.num_actions:
+                raise ValueError(f"action_probabilities has {probabilities.shape[2]} actions per step but the {family} "
+                                 f"environment of the metadata has {env.num_actions}")
+            if not (np.all(probabilities >= 0) and np.allclose(probabilities.sum(axis=2), 1, atol=1e-3)):
+                raise ValueError("action_probabilities holds a step whose values are negative, not finite or do not sum "
+                                 "to 1: each step's must be a distribution over the actions")
 
     @property
     def num_histories(self) -> int:
@@ -203,11 +220,11 @@ class Histories:
                 f.attrs["metadata"] = json.dumps(self.metadata)
                 f.attrs["checksums"] = json.dumps(self.checksums())
                 chunk_rows = max(1, min(self.num_histories, 2**20 // max(1, self.num_steps)))
-                for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS:
+                for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + PER_ACTION_ARRAYS:
                     array = getattr(self, name)
                     if array is not None:
                         f.create_dataset(name, data=array, compression="gzip", compression_opts=4,
-                                         shuffle=True, chunks=(chunk_rows, self.num_steps))
+                                         shuffle=True, chunks=(chunk_rows, self.num_steps, *array.shape[2:]))
                 f.create_dataset("tasks", data=self.tasks)
             os.replace(tmp, path)
         except PermissionError as error:
@@ -256,7 +273,7 @@ def load_histories(path) -> Histories:
     try:
         with h5py.File(path, "r") as f:
             check_file_header(f, path)
-            arrays = {name: f[name][()] for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + ("tasks",) if name in f}
+            arrays = {name: f[name][()] for name in ALL_ARRAYS if name in f}
             metadata = json.loads(f.attrs["metadata"])
             checksums = json.loads(f.attrs["checksums"]) if "checksums" in f.attrs else {}
     except HistoryFileError:
@@ -305,17 +322,21 @@ def model_inputs(histories: Histories, num_actions: int, device=None, rows=None,
                  (histories.observations.astype(np.int64), prev_actions, prev_rewards))
 
 
+FLOAT_INPUTS = ("prev_rewards", "epsilon", "action_probabilities")
+
+
 class ContextWindows(torch.utils.data.Dataset):
     """Fixed-length windows of consecutive steps, cut anywhere in a history (across episode boundaries).
 
     Item i is the window starting at step i % starts_per_history of history i // starts_per_history,
     a dict of tensors of length `context_steps`: observations, prev_actions, prev_rewards, actions (the
-    next-action targets), where the data has them optimal_actions, and with epsilon=True the
-    demonstrator's epsilon. `sample` draws a whole random batch at once, which is much faster than
-    collating single items.
+    next-action targets), where the data has them optimal_actions, with epsilon=True the
+    demonstrator's epsilon, and with action_probabilities=True the data's soft labels. `sample` draws a
+    whole random batch at once, which is much faster than collating single items.
     """
 
-    def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None, epsilon: bool = False):
+    def __init__(self, histories: Histories, context_steps: int, num_actions: int, device=None, epsilon: bool = False,
+                 action_probabilities: bool = False):
         if not 1 <= context_steps <= histories.num_steps:
             raise ValueError(f"context_steps={context_steps} is not allowed: it must be between 1 and the "
                              f"history length {histories.num_steps}")
@@ -333,6 +354,8 @@ class ContextWindows(torch.utils.data.Dataset):
             self.arrays["optimal_actions"] = torch.from_numpy(histories.optimal_actions)
         if epsilon:  # only when asked: a float per step, as much memory as the rest together
             self.arrays["epsilon"] = torch.tensor(histories.epsilon)
+        if action_probabilities:
+            self.arrays["action_probabilities"] = torch.as_tensor(histories.action_probabilities, dtype=torch.float32)
         # On a GPU the whole dataset sits in its memory, so a batch is gathered there, not copied each update.
         self.arrays = {name: array.to(device) for name, array in self.arrays.items()}
 
@@ -356,5 +379,5 @@ class ContextWindows(torch.utils.data.Dataset):
         return self._gather(history.to(device), (start + torch.arange(self.context_steps)).to(device))
 
     def _gather(self, history, steps) -> dict[str, torch.Tensor]:
-        return {name: array[history, steps].float() if name in ("prev_rewards", "epsilon") else array[history, steps].long()
+        return {name: array[history, steps].float() if name in FLOAT_INPUTS else array[history, steps].long()
                 for name, array in self.arrays.items()}

@@ -50,7 +50,7 @@ class ADConfig:
     # What training predicts: the history's own next action; or, for AD^eps data, "demonstrator_policy", the
     # distribution that action was drawn from (epsilon-greedy around the recorded optimal action). Both have
     # the same best prediction given a context (the posterior predictive), the second without the noise of
-    # the draw in its gradient.
+    # the draw in its gradient; or "action_probabilities", a teacher's soft labels that the data carries.
     target: str = "actions"
 
     def __post_init__(self):
@@ -289,13 +289,15 @@ class ICRLTransformer(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), training_target(batch, self.config))
 
 
-TARGETS = ("actions", "optimal_actions", "demonstrator_policy")
+TARGETS = ("actions", "optimal_actions", "demonstrator_policy", "action_probabilities")
 
 
 def training_target(batch: dict, config) -> torch.Tensor:
-    """The cross-entropy target of every step of a batch, flattened: action ids, or for "demonstrator_policy"
+    """The cross-entropy target of every step of a batch, flattened: action ids; for "demonstrator_policy"
     the epsilon-greedy demonstrator's action probabilities (epsilon / actions everywhere, plus 1 - epsilon
-    on its optimal action)."""
+    on its optimal action); for "action_probabilities" the data's soft labels."""
+    if config.target == "action_probabilities":
+        return batch["action_probabilities"].reshape(-1, config.num_actions)
     if config.target != "demonstrator_policy":
         return batch[config.target].reshape(-1)
     epsilon = batch["epsilon"].reshape(-1, 1)

@@ -388,7 +388,8 @@ def _train(model_config, histories, config, out_dir, resume, evaluate, record, p
     torch.manual_seed(group.dropout_seed(config.seed))
     windows = (histories.to(device) if isinstance(histories, StreamingWindows) else
                ContextWindows(histories, config.context_steps, model_config.num_actions, device=device,
-                              epsilon=model_config.target == "demonstrator_policy"))
+                              epsilon=model_config.target == "demonstrator_policy",
+                              action_probabilities=model_config.target == "action_probabilities"))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},

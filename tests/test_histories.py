@@ -1,4 +1,6 @@
 """History storage: round trips, atomic writes, clear errors, and the context windows AD trains on."""
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -31,6 +33,23 @@ def test_round_trip_without_optional_arrays(tmp_path):
     loaded = load_histories(data.save(tmp_path / "bandit.h5"))
     assert loaded.epsilon is None and loaded.optimal_actions is None
     np.testing.assert_array_equal(loaded.rewards, data.rewards)
+
+
+def test_soft_labels_round_trip_and_a_step_that_is_no_distribution_is_refused(histories, tmp_path):
+    soft = np.full((*histories.actions.shape, 5), 0.2, dtype=np.float32)
+    soft[0, 0] = [0.5, 0.5, 0, 0, 0]
+    labelled = replace(histories, action_probabilities=soft)
+    loaded = load_histories(labelled.save(tmp_path / "soft.h5"))
+    np.testing.assert_array_equal(loaded.action_probabilities, soft)
+    assert loaded.sha256() == labelled.sha256() != histories.sha256()
+    windows = ContextWindows(loaded, 50, 5, action_probabilities=True)
+    np.testing.assert_array_equal(windows[0]["action_probabilities"].numpy(), soft[0, :50])
+    with pytest.raises(ValueError, match=r"action_probabilities has shape \(8, 200\) but observations have \(8, 200\)"):
+        replace(histories, action_probabilities=soft[..., 0])
+    for wrong, message in ((soft[..., :4] / 0.8, "has 4 actions per step but the DarkRoom environment"),
+                           (soft * 0.9, "do not sum to 1")):
+        with pytest.raises(ValueError, match=message):
+            replace(histories, action_probabilities=wrong.astype(np.float32)).check_env()
 
 
 def test_interrupted_write_leaves_the_old_file_and_no_partial_one(histories, tmp_path, monkeypatch):

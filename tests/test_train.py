@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import bandit_tasks, dark_room_goals
 from icrl_lab.evaluate import bandit_regret, baseline_regret, in_context_rollout, summarize
 from icrl_lab.headless import HeadlessADConfig
+from icrl_lab.histories import model_inputs
 from icrl_lab.models import ADConfig, DPTConfig, load_model, training_target
 from icrl_lab.sequence_models import GRUConfig
 from icrl_lab.sources import collect_rl_histories
@@ -29,6 +31,27 @@ def test_learning_rate_warms_up_then_decays():
     factors = [learning_rate_factor(u, config) for u in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:])) and factors[-1] < 0.01
+
+
+def test_soft_labels_that_are_one_hot_train_exactly_as_hard_labels_and_a_soft_teacher_is_learned(dark_room_data):
+    # Distillation from a teacher's probabilities: with one-hot labels the same run as on the action ids.
+    one_hot = np.eye(5, dtype=np.float32)[dark_room_data.actions]
+    hard = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=40, **SMALL)
+    soft = ADConfig(**{**hard.__dict__, "target": "action_probabilities"})
+    settings = TrainConfig(updates=20, batch_size=16, context_steps=40, learning_rate=3e-3)
+    _, hard_log = train(hard, dark_room_data, settings, progress=False)
+    _, soft_log = train(soft, replace(dark_room_data, action_probabilities=one_hot), settings, progress=False)
+    assert [line["loss"] for line in soft_log] == pytest.approx([line["loss"] for line in hard_log], rel=1e-5)
+    # A teacher that always says "down 70%, else uniform": the model's prediction goes there.
+    teacher = np.full((*dark_room_data.actions.shape, 5), 0.075, dtype=np.float32)
+    teacher[..., 3] = 0.7
+    model, _ = train(soft, replace(dark_room_data, action_probabilities=teacher),
+                     replace(settings, updates=150), progress=False)
+    with torch.no_grad():
+        logits = model(*(x[:, :40] for x in model_inputs(dark_room_data, 5, rows=[0, 1])))
+    np.testing.assert_allclose(torch.softmax(logits, -1).mean((0, 1)).numpy(), teacher[0, 0], atol=0.05)
+    with pytest.raises(ValueError, match=r"learns action_probabilities, which the data lacks"):
+        train(soft, dark_room_data, settings, progress=False)
 
 
 def test_a_short_run_learns_the_noise_schedule(dark_room_data):

@@ -18,6 +18,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --agreement CHECKPOINT ...              (prediction against a perfect fit's)
     python benchmarks/studies/adeps_greedy.py --margins                               (what a perfect fit's argmax rests on)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --rounds 5 --out DIR    (imitation on own contexts, DAgger)
+    python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 6 --out DIR  (the same on soft labels)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -141,11 +142,14 @@ CANDIDATES = {
 
 
 def concatenated(parts: list[Histories], metadata: dict) -> Histories:
-    """One dataset of the histories of every part (each with epsilon and optimal actions), in order."""
+    """One dataset of the histories of every part, in order, with the optional arrays the first part has (epsilon,
+    optimal actions, soft labels), which every part must have."""
     def join(name):
         return np.concatenate([getattr(part, name).astype(getattr(parts[0], name).dtype) for part in parts])
+    optional = [name for name in ("epsilon", "optimal_actions", "action_probabilities")
+                if getattr(parts[0], name) is not None]
     return Histories(*(join(name) for name in ("observations", "actions", "rewards", "dones", "tasks")),
-                     epsilon=join("epsilon"), optimal_actions=join("optimal_actions"), metadata=metadata)
+                     **{name: join(name) for name in optional}, metadata=metadata)
 
 
 def toward_goal(histories: Histories) -> np.ndarray:
@@ -245,27 +249,28 @@ TEACHERS = ("bayes", "demonstrator")
 SHIPPED_WHOLE_HISTORY = Path("icrl_lab/checkpoints/dark_room_adeps_whole_history")
 
 
-def teacher_labels(histories: Histories, teacher: str, rng: np.random.Generator) -> np.ndarray:
-    """An action drawn at every step of `histories` (a model's own rollouts, carrying the demonstrator's epsilon
-    at each position of the window) from a teacher's prediction there. "bayes": a perfect fit of the AD^eps
-    data (its posterior predictive, uniform prior), which reads every move in the context as the
-    demonstrator's and needs no goal. "demonstrator": the AD^eps demonstrator itself at that epsilon, which
-    knows the goal (as DPT's labels do)."""
+def teacher_probabilities(histories: Histories, teacher: str) -> np.ndarray:
+    """A teacher's action probabilities at every step of `histories` (a model's own rollouts, carrying the
+    demonstrator's epsilon at each position of the window). "bayes": a perfect fit of the AD^eps data (its
+    posterior predictive, uniform prior), which reads every move in the context as the demonstrator's and
+    needs no goal. "demonstrator": the AD^eps demonstrator itself at that epsilon, which knows the goal (as
+    DPT's labels do)."""
     if teacher == "bayes":
-        probabilities = bayes_action_probabilities(histories)
-    else:
-        epsilon = histories.epsilon[..., None].astype(np.float64)
-        probabilities = epsilon / 5 + (1 - epsilon) * np.eye(5)[toward_goal(histories)]
-    return draw_actions(probabilities, rng)
+        return bayes_action_probabilities(histories)
+    epsilon = histories.epsilon[..., None].astype(np.float64)
+    return epsilon / 5 + (1 - epsilon) * np.eye(5)[toward_goal(histories)]
 
 
 def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0, per_goal: int = 50,
-                     temperatures: tuple = (0.01, 0.3), start: Path = SHIPPED_WHOLE_HISTORY, first_round: int = 1):
+                     temperatures: tuple = (0.01, 0.3), start: Path = SHIPPED_WHOLE_HISTORY, first_round: int = 1,
+                     soft: bool = False):
     """Imitation on the learner's own contexts (DAgger), in rounds: roll the model out on the fit goals (one
     window each, `per_goal` rollouts per goal split among the sampling `temperatures`: nearly greedy, and a
     little wider), label every step with an action drawn from the `teacher`'s prediction there
-    (`teacher_labels`), and train the model on from its weights for `updates` updates on the AD^eps data
-    (labelled with its own next actions, as AD is) and every round's labelled rollouts so far. Starts from the
+    (`teacher_probabilities`), or with `soft` with the prediction itself (its probabilities, the target
+    "action_probabilities"; the AD^eps data's are then one-hot), and train the model on from its weights for
+    `updates` updates on the AD^eps data (labelled with its own next actions, as AD is) and every round's
+    labelled rollouts so far. Starts from the
     shipped whole-history model; after each round, logs its validation figures and how far its prediction is
     from a perfect fit's on its own greedy contexts (validation goals). A departure from AD either way: the
     labels come from a teacher, not from the data. To go on with a run, start from its last round's checkpoint
@@ -280,12 +285,14 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     data_settings = {name: value for name, value in DARK_ROOM.items() if name != "family"}
     data = collect_noise_distillation("DarkRoom", fit, seed=seed, **data_settings)
     data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
-    model_config = replace(model.config, target="optimal_actions")
+    if soft:
+        data = replace(data, action_probabilities=np.eye(5, dtype=np.float32)[data.actions])
+    model_config = replace(model.config, target="action_probabilities" if soft else "optimal_actions")
     settings = TrainConfig(updates=updates, seed=seed, batch_size=64, context_steps=window, learning_rate=1e-3,
                            weight_decay=1e-4)
-    name = f"dagger_{teacher}-seed{seed}"
+    name = f"dagger_{teacher}{'_soft' if soft else ''}-seed{seed}"
     log_path = out / f"{name}.jsonl"
-    header = {"name": name, "teacher": teacher, "rounds": rounds, "first_round": first_round, "start": str(start),
+    header = {"name": name, "teacher": teacher, "soft": soft, "rounds": rounds, "first_round": first_round, "start": str(start),
               "per_goal": per_goal, "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
     with log_path.open("w" if first_round == 1 else "a") as f:
         f.write(json.dumps(header) + "\n")
@@ -302,7 +309,9 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                                                    window // 20, mode="sample", temperature=temperature,
                                                    seed=int(rng.integers(2**31)))
                     played = with_window_epsilon(played, epsilon)
-                    own.append(replace(played, optimal_actions=teacher_labels(played, teacher, rng)))
+                    probabilities = teacher_probabilities(played, teacher)
+                    own.append(replace(played, optimal_actions=draw_actions(probabilities, rng),
+                                       action_probabilities=probabilities.astype(np.float32) if soft else None))
             training = concatenated([data, *own], {**data.metadata, "imitation_rounds": {
                 "teacher": teacher, "round": round_number, "start": str(start)}})
             checkpoint = out / f"{name}-round{round_number}"
@@ -517,6 +526,9 @@ def main():
                         help="imitation on the shipped whole-history model's own contexts, labelled by this teacher, "
                              "for --rounds rounds of --updates updates (--out, --seed), and stop")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--soft", action="store_true",
+                        help="with --imitate: train on the teacher's action probabilities rather than on an action "
+                             "drawn from them")
     parser.add_argument("--start", type=Path, default=SHIPPED_WHOLE_HISTORY,
                         help="with --imitate: the checkpoint the first round starts from")
     parser.add_argument("--first-round", type=int, default=1,
@@ -532,7 +544,7 @@ def main():
         return
     if args.imitate:
         imitation_rounds(args.imitate, args.rounds, args.updates or 600, args.out, args.seed, start=args.start,
-                         first_round=args.first_round)
+                         first_round=args.first_round, soft=args.soft)
         return
     if args.paths:
         paths(args.paths, args.goals)
