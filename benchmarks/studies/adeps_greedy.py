@@ -42,7 +42,7 @@ import torch
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
-from icrl_lab.histories import Histories
+from icrl_lab.histories import Histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
@@ -273,9 +273,10 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     labelled rollouts so far. Starts from the
     shipped whole-history model; after each round, logs its validation figures and how far its prediction is
     from a perfect fit's on its own greedy contexts (validation goals). A departure from AD either way: the
-    labels come from a teacher, not from the data. To go on with a run, start from its last round's checkpoint
-    with `first_round` the next round's number: its rounds' rollouts are not kept, so the new rounds aggregate
-    their own only."""
+    labels come from a teacher, not from the data. Each round's labelled rollouts are kept beside its checkpoint
+    (OUT/NAME-roundK-rollouts.h5). To go on with a run, start from its last round's checkpoint with
+    `first_round` the next round's number: the new rounds aggregate the earlier rounds' rollouts found in `out`
+    (the header logs which)."""
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     fit, validation = task_split("DarkRoom", "fit"), task_split("DarkRoom", "validation")
@@ -292,16 +293,23 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                            weight_decay=1e-4)
     name = f"dagger_{teacher}{'_soft' if soft else ''}-seed{seed}"
     log_path = out / f"{name}.jsonl"
-    header = {"name": name, "teacher": teacher, "soft": soft, "rounds": rounds, "first_round": first_round, "start": str(start),
-              "per_goal": per_goal, "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
+    def rollouts_path(round_number):
+        return out / f"{name}-round{round_number}-rollouts.h5"
+
+    kept = [number for number in range(1, first_round) if rollouts_path(number).is_file()]
+    own = [load_histories(rollouts_path(number)) for number in kept]
+    header = {"name": name, "teacher": teacher, "soft": soft, "rounds": rounds, "first_round": first_round,
+              "start": str(start), "rollouts_of_earlier_rounds": kept, "per_goal": per_goal,
+              "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
     with log_path.open("w" if first_round == 1 else "a") as f:
         f.write(json.dumps(header) + "\n")
-    own, started = [], time.perf_counter()
+    started = time.perf_counter()
     for round_number in range(first_round - 1, first_round + rounds):
         if round_number == first_round - 1 and first_round > 1:
             continue  # the start was logged as the last round of the run it continues
         if round_number >= first_round:
             rng = np.random.default_rng([seed, round_number])
+            labelled = []
             for goals in np.array_split(fit, 8):  # in chunks: the labels' posterior is (rows, steps, cells)
                 for temperature in temperatures:
                     _, played = in_context_rollout(model, "DarkRoom",
@@ -310,8 +318,10 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                                                    seed=int(rng.integers(2**31)))
                     played = with_window_epsilon(played, epsilon)
                     probabilities = teacher_probabilities(played, teacher)
-                    own.append(replace(played, optimal_actions=draw_actions(probabilities, rng),
-                                       action_probabilities=probabilities.astype(np.float32) if soft else None))
+                    labelled.append(replace(played, optimal_actions=draw_actions(probabilities, rng),
+                                            action_probabilities=probabilities.astype(np.float32) if soft else None))
+            own.append(concatenated(labelled, labelled[0].metadata))
+            own[-1].save(rollouts_path(round_number))
             training = concatenated([data, *own], {**data.metadata, "imitation_rounds": {
                 "teacher": teacher, "round": round_number, "start": str(start)}})
             checkpoint = out / f"{name}-round{round_number}"
