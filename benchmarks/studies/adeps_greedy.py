@@ -41,7 +41,8 @@ import torch
 
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
-from icrl_lab.evaluate import PROTOCOLS, in_context_figures, in_context_rollout, per_task, rollout_table, with_ci
+from icrl_lab.evaluate import (PROTOCOLS, bootstrap_ci, in_context_figures, in_context_rollout, per_task, rollout_table,
+                               with_ci)
 from icrl_lab.histories import Histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
@@ -135,6 +136,11 @@ CANDIDATES = {
     "ad_d64_context400_own_contexts": ({**DARK_ROOM, "own_contexts": {"checkpoint": "icrl_lab/checkpoints/"
                                         "dark_room_adeps_whole_history", "per_goal": 50, "temperature": 0.01}},
                                        {**WHOLE_HISTORY_AD, "target": "demonstrator_policy"}, WHOLE_HISTORY_TRAIN),
+    # Round 12: in a window's first four episodes (epsilon 1.0 to 0.90) even a perfect fit's greedy choice is a
+    # near tie (margins of 0.0001-0.002), so a model's greedy moves there are arbitrary, and the contexts they
+    # make are nothing like the data's. Histories whose noise starts at 0.8 (margin 0.17 in round 12) and falls
+    # to the same floor make every episode of a window carry evidence of the goal; still AD on a noise curriculum.
+    "ad_d64_context400_start0.8": ({**DARK_ROOM, "schedule_start": 0.8}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
@@ -194,7 +200,10 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
                                          data_settings["histories_per_task"], seed=seed)
     else:
         own_contexts = data_settings.pop("own_contexts", None)
-        histories = collect_noise_distillation(family, fit, seed=seed, env_kwargs=env_kwargs, **data_settings)
+        start = data_settings.pop("schedule_start", 1.0)
+        histories = collect_noise_distillation(family, fit, seed=seed, env_kwargs=env_kwargs,
+                                               schedule=LinearSchedule(start=start), **data_settings)
+        data_settings["schedule_start"] = start
         if own_contexts:
             histories = with_own_contexts(histories, **own_contexts, seed=seed)
             data_settings["own_contexts"] = own_contexts
@@ -338,19 +347,30 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
         print(json.dumps(line), flush=True)
 
 
-def per_goal(checkpoints: list[Path], seed: int = 1):
+def per_goal(checkpoints: list[Path], seed: int = 1, versus: list[Path] | None = None):
     """Print each Dark Room checkpoint's greedy last-10 return on every test goal (the adeps protocol's
-    rollouts, averaged per goal): after the choice, to see what a protocol mean is made of."""
+    rollouts, averaged per goal): after the choice, to see what a protocol mean is made of. With `versus`,
+    the same for those checkpoints, then the difference of the two groups' means (training seeds averaged
+    within each goal), paired by goal, with its bootstrap interval over goals: the seeds count as fixed."""
     protocol = PROTOCOLS["adeps"]
     goals = dark_room_goals("test")
-    for checkpoint in checkpoints:
+    figures = {}
+    for checkpoint in [*checkpoints, *(versus or [])]:
         model, _ = load_model(checkpoint)
         frame, played = in_context_rollout(model, "DarkRoom", np.repeat(goals, protocol.rollouts_per_task, axis=0),
                                            protocol.episodes_for("DarkRoom"), mode=protocol.decoding, seed=seed)
-        goal_values = per_task(rollout_table(frame, played, protocol.rollouts_per_task, protocol.last))
+        figures[checkpoint] = goal_values = per_task(rollout_table(frame, played, protocol.rollouts_per_task,
+                                                                   protocol.last))
         print(json.dumps({"checkpoint": str(checkpoint), "goals": goals.tolist(),
                           "last10_per_goal": goal_values[f"last{protocol.last}"].round(2).tolist(),
                           "first_reward_episode_per_goal": goal_values["first_reward_episode"].round(2).tolist()}))
+    if versus:
+        def group_mean(group, column):
+            return np.mean([figures[checkpoint][column].to_numpy() for checkpoint in group], axis=0)
+        print(json.dumps({"checkpoints": [str(c) for c in checkpoints], "versus": [str(c) for c in versus],
+                          **{f"{column}_difference": dict(zip(("mean", "low", "high"), bootstrap_ci(
+                              group_mean(checkpoints, column) - group_mean(versus, column))))
+                             for column in (f"last{protocol.last}", "first_reward_episode")}}))
 
 
 def study_goals(part: str, size: int = 9) -> np.ndarray:
@@ -512,6 +532,9 @@ def main():
     parser.add_argument("--per-goal", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these Dark Room checkpoints' greedy last-10 return on every test goal (--seed: "
                              "the evaluation seed) and stop")
+    parser.add_argument("--versus", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="with --per-goal: also these checkpoints, and the difference of the two groups' means "
+                             "paired by goal")
     parser.add_argument("--average", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print the validation figures of the mean of these Dark Room checkpoints' weights "
                              "(--seed: the run's training seed) and stop")
@@ -578,7 +601,7 @@ def main():
         print("\n".join(CANDIDATES))
         return
     if args.per_goal:
-        per_goal(args.per_goal, args.seed)
+        per_goal(args.per_goal, args.seed, args.versus)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name != "all":
