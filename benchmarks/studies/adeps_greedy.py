@@ -18,7 +18,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --agreement CHECKPOINT ...              (prediction against a perfect fit's)
     python benchmarks/studies/adeps_greedy.py --margins                               (what a perfect fit's argmax rests on)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --rounds 5 --out DIR    (imitation on own contexts, DAgger)
-    python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 6 --out DIR  (the same on soft labels)
+    python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 5 --out DIR  (the same on soft labels)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
@@ -48,7 +48,7 @@ from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_e
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.schedules import LinearSchedule, schedule_of
-from icrl_lab.models import CONFIGS, load_model
+from icrl_lab.models import CONFIGS, check_model_files, load_model
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
@@ -284,15 +284,45 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     from a perfect fit's on its own greedy contexts (validation goals). A departure from AD either way: the
     labels come from a teacher, not from the data. Each round's labelled rollouts are kept beside its checkpoint
     (OUT/NAME-roundK-rollouts.h5). To go on with a run, start from its last round's checkpoint with
-    `first_round` the next round's number: the new rounds aggregate the earlier rounds' rollouts found in `out`
-    (the header logs which)."""
+    `first_round` the next round's number: the new rounds aggregate the earlier rounds' rollouts in `out`. A run
+    that would overwrite another, or lacks an earlier round's rollouts (an interrupted run), is refused with the
+    command that continues from the last complete round."""
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
+    name = f"dagger_{teacher}{'_soft' if soft else ''}-seed{seed}"
+    log_path = out / f"{name}.jsonl"
+
+    def rollouts_path(round_number):
+        return out / f"{name}-round{round_number}-rollouts.h5"
+
+    def continue_hint():  # the last round whose checkpoint and rollouts were both written
+        def is_complete(round_number):
+            try:
+                check_model_files(out / f"{name}-round{round_number}")
+            except (FileNotFoundError, ValueError):
+                return False
+            return rollouts_path(round_number).is_file()
+        numbers = [path.name.removeprefix(f"{name}-round") for path in out.glob(f"{name}-round*")]
+        done = [int(number) for number in numbers if number.isdigit() and is_complete(int(number))]
+        if not done:
+            return (f"no round of {name} in {out} is complete: start afresh with --first-round 1"
+                    + (" and another --out" if log_path.is_file() else ""))
+        last = max(done)
+        return (f"its last complete round is {last}: go on with --start {out}/{name}-round{last} "
+                f"--first-round {last + 1}, or start afresh with another --out")
+
+    missing = [number for number in range(1, first_round) if not rollouts_path(number).is_file()]
+    if missing:
+        raise SystemExit(f"{out} lacks the labelled rollouts of round(s) {missing} of {name}, which round "
+                         f"{first_round} must aggregate; {continue_hint()}")
+    if first_round == 1 and log_path.is_file():
+        raise SystemExit(f"{log_path} exists: a run of {name} is already there and would be overwritten; "
+                         f"{continue_hint()}")
     fit, validation = task_split("DarkRoom", "fit"), task_split("DarkRoom", "validation")
     model, record = load_model(start)
     window = model.config.window_steps
     epsilon = schedule_of(record["data"]["source"]).values(window)
-    data_settings = {name: value for name, value in DARK_ROOM.items() if name != "family"}
+    data_settings = {key: value for key, value in DARK_ROOM.items() if key != "family"}
     data = collect_noise_distillation("DarkRoom", fit, seed=seed, **data_settings)
     data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
     if soft:
@@ -300,15 +330,9 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     model_config = replace(model.config, target="action_probabilities" if soft else "optimal_actions")
     settings = TrainConfig(updates=updates, seed=seed, batch_size=64, context_steps=window, learning_rate=1e-3,
                            weight_decay=1e-4)
-    name = f"dagger_{teacher}{'_soft' if soft else ''}-seed{seed}"
-    log_path = out / f"{name}.jsonl"
-    def rollouts_path(round_number):
-        return out / f"{name}-round{round_number}-rollouts.h5"
-
-    kept = [number for number in range(1, first_round) if rollouts_path(number).is_file()]
-    own = [load_histories(rollouts_path(number)) for number in kept]
+    own = [load_histories(rollouts_path(number)) for number in range(1, first_round)]
     header = {"name": name, "teacher": teacher, "soft": soft, "rounds": rounds, "first_round": first_round,
-              "start": str(start), "rollouts_of_earlier_rounds": kept, "per_goal": per_goal,
+              "start": str(start), "rollouts_of_earlier_rounds": list(range(1, first_round)), "per_goal": per_goal,
               "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
     with log_path.open("w" if first_round == 1 else "a") as f:
         f.write(json.dumps(header) + "\n")
