@@ -47,6 +47,11 @@ class ADConfig:
     n_head: int = 4
     dropout: float = 0.0
     attention_dropout: float = 0.0
+    # In training, each query ignores each earlier key with this probability (drawn anew for every window and
+    # layer, shared by the heads; its own key always stays) and the softmax spreads over the keys kept. A
+    # cousin of attention dropout that the fused attention kernel runs, where attention dropout leaves it
+    # (several times slower on a CPU).
+    key_dropout: float = 0.0
     # What training predicts: the history's own next action; or, for AD^eps data, "demonstrator_policy", the
     # distribution that action was drawn from (epsilon-greedy around the recorded optimal action). Both have
     # the same best prediction given a context (the posterior predictive), the second without the noise of
@@ -68,6 +73,7 @@ class ADConfig:
              "a multiple of n_head whose per-head size is even (rotary embeddings rotate pairs)"),
             ("n_layer", self.n_layer >= 1, ">= 1"), ("n_head", self.n_head >= 1, ">= 1"),
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)"),
+            ("key_dropout", 0 <= self.key_dropout < 1, "in [0, 1)"),
             ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
              f"digits whose product is num_obs={self.num_obs}"),
             ("target", self.target in TARGETS, f"one of {TARGETS}"),
@@ -155,7 +161,7 @@ class Attention(nn.Module):
         self.n_head, self.head = config.n_head, config.d_model // config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
-        self.attention_dropout = config.attention_dropout
+        self.attention_dropout, self.key_dropout = config.attention_dropout, config.key_dropout
         self.window = config.window_steps * config.tokens_per_step
         # Ablation hook (icrl_lab.probe.ablated): a (heads,) tensor that scales each head's output
         # before the output projection; 0 removes that head's contribution. None: every head as trained.
@@ -173,6 +179,9 @@ class Attention(nn.Module):
         else:
             key_positions = positions
         mask = window_mask(positions, key_positions, self.window)
+        if self.training and self.key_dropout:
+            kept = torch.rand(batch, 1, length, len(key_positions), device=x.device) >= self.key_dropout
+            mask = mask & (kept | (positions[:, None] == key_positions[None, :]))
         dropout = self.attention_dropout if self.training else 0.0
         # The fused kernel for training on whole sequences; plain matrix products when the weights are
         # wanted, and when decoding a step at a time (for one query the fused kernel is slower on CPU).

@@ -1,4 +1,6 @@
 """Model shapes, the key/value cache against full recomputation, attention capture, save and load."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -64,9 +66,28 @@ def test_observation_factors_share_rows_and_columns():
     assert digits[0].tolist() == [[0, 0], [0, 8], [8, 0], [8, 8]]
 
 
+def test_key_dropout_keeps_each_token_its_own_key_and_is_off_when_acting():
+    torch.manual_seed(0)
+    config = ADConfig(num_obs=81, num_actions=5, d_model=16, n_layer=1, n_head=2, key_dropout=0.999)
+    model, inputs = ICRLTransformer(config), stream(2, 12)
+    plain = ICRLTransformer(dataclasses.replace(config, key_dropout=0.0))
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        model.eval(), plain.eval()
+        torch.testing.assert_close(model(*inputs), plain(*inputs), msg="no key is dropped when acting")
+        model.train()
+        x = model.embed(*inputs)
+        attention = model.blocks[0].attention
+        dropped, _ = attention(x, torch.arange(12))
+        values = attention.qkv(x).view(2, 12, 3, 2, 8)[:, :, 2].reshape(2, 12, 16)
+    # Nearly every other key is dropped, so each token attends to itself alone: its own value.
+    torch.testing.assert_close(dropped, attention.out(values))
+
+
 @pytest.mark.parametrize("field, value, fragment", [
     ("d_model", 30, "d_model=30"), ("tokens_per_step", 2, "tokens_per_step=2"),
-    ("obs_factors", (9, 8), "obs_factors=(9, 8)"), ("window_steps", 0, "window_steps=0")])
+    ("obs_factors", (9, 8), "obs_factors=(9, 8)"), ("window_steps", 0, "window_steps=0"),
+    ("key_dropout", 1.0, "key_dropout=1.0")])
 def test_bad_config_is_named(field, value, fragment):
     kwargs = {"num_obs": 81, "num_actions": 5, "d_model": 32, "n_head": 4, field: value}
     with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
