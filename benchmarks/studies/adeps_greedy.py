@@ -600,6 +600,11 @@ def main():
     parser.add_argument("--goal-prior", choices=("uniform", "fit"), default="uniform",
                         help="with --bayes: the perfect fit's prior over goal cells")
     args = parser.parse_args()
+    for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("start", "imitate"),
+                          ("first_round", "imitate"), ("goals", "paths"), ("goal_prior", "bayes")):
+        if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
+            parser.error(f"--{option.replace('_', '-')} works only with --{needs.replace('_', '-')}; add it or leave "
+                         f"--{option.replace('_', '-')} out")
     if args.margins:
         margins()
         return
