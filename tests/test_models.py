@@ -73,7 +73,8 @@ def test_key_dropout_keeps_each_token_its_own_key_and_is_off_when_acting():
     plain = ICRLTransformer(dataclasses.replace(config, key_dropout=0.0))
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
-        model.eval(), plain.eval()
+        model.eval()
+        plain.eval()
         torch.testing.assert_close(model(*inputs), plain(*inputs), msg="no key is dropped when acting")
         model.train()
         x = model.embed(*inputs)
