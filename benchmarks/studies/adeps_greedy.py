@@ -8,6 +8,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --list
     python benchmarks/studies/adeps_greedy.py ad_d128 --minutes 8 --out runs/study     (one candidate)
     python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
+    python benchmarks/studies/adeps_greedy.py ad_d64_context400 --updates 3000 --track-agreement  (and --agreement as it trains)
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
@@ -21,7 +22,8 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 5 --out DIR  (the same on soft labels)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
-OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates). The
+OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates); with --track-agreement also
+OUT/NAME-seedS-agreement.jsonl (one --agreement line per copy). The
 number of updates is set from the candidate's own speed over its first updates, so that it ends on
 time with its whole cosine schedule (a GPU, where present, is shared by the candidates).
 """
@@ -192,10 +194,15 @@ def validation_figures(model, family, tasks, episodes: int, seed: int = 0, env_k
     return figures
 
 
-def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None, stop_at: int | None = None):
+def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None, stop_at: int | None = None,
+        track_agreement: bool = False):
     torch.set_num_threads(1)
     data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
     family = data_settings.pop("family")
+    if track_agreement and not (family == "DarkRoom" and model_settings.get("window_steps") == data_settings["num_steps"]):
+        # The perfect fit reads the demonstrator's epsilon from the position in a window that starts a history.
+        raise SystemExit(f"--track-agreement needs a whole-history Dark Room candidate (window_steps equal to the "
+                         f"histories' num_steps); {name} is not one")
     env_kwargs = data_settings.pop("env_kwargs", {})
     size = env_kwargs.get("size", 9)
     fit, validation = task_split(family, "fit", size=size), task_split(family, "validation", size=size)
@@ -254,6 +261,9 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
         _, log = train(model_config, histories, config, out_dir=checkpoint, resume=stretch_end > eval_every,
                        stop_at=stretch_end, record=asdict(histories.provenance()), progress=False, evaluate=evaluate)
         shutil.copytree(checkpoint, out / f"{name}-seed{seed}-at{stretch_end}")
+        if track_agreement:
+            with (out / f"{name}-seed{seed}-agreement.jsonl").open("a") as f:
+                f.write(json.dumps(agreement_line(out / f"{name}-seed{seed}-at{stretch_end}")) + "\n")
     with log_path.open("a") as f:
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
 
@@ -488,18 +498,23 @@ def agreement(checkpoints: list[Path], seed: int = 5):
     on the validation goals and on as many fit goals; per part, before and after a history's first reward."""
     torch.set_num_threads(1)
     for checkpoint in checkpoints:
-        model, record = load_model(checkpoint)
-        floor = record["data"]["source"]["floor"]
-        epsilon = schedule_of(record["data"]["source"]).values(model.config.window_steps)
-        line = {"checkpoint": str(checkpoint), "floor": floor}
-        for part in ("validation", "fit"):
-            goals = study_goals(part)
-            contexts = {"demonstrator": collect_noise_distillation("DarkRoom", goals, num_steps=model.config.window_steps,
-                                                                   histories_per_task=8, floor=floor, seed=seed),
-                        "own_greedy": greedy_contexts(model, np.repeat(goals, 4, axis=0), epsilon, seed=seed)}
-            for name, histories in contexts.items():
-                line[f"{part}: {name}"] = compare_with_bayes(model, histories)
-        print(json.dumps(line), flush=True)
+        print(json.dumps(agreement_line(checkpoint, seed)), flush=True)
+
+
+def agreement_line(checkpoint: Path, seed: int = 5) -> dict:
+    """`agreement`'s figures for one checkpoint."""
+    model, record = load_model(checkpoint)
+    floor = record["data"]["source"]["floor"]
+    epsilon = schedule_of(record["data"]["source"]).values(model.config.window_steps)
+    line = {"checkpoint": str(checkpoint), "floor": floor}
+    for part in ("validation", "fit"):
+        goals = study_goals(part)
+        contexts = {"demonstrator": collect_noise_distillation("DarkRoom", goals, num_steps=model.config.window_steps,
+                                                               histories_per_task=8, floor=floor, seed=seed),
+                    "own_greedy": greedy_contexts(model, np.repeat(goals, 4, axis=0), epsilon, seed=seed)}
+        for name, histories in contexts.items():
+            line[f"{part}: {name}"] = compare_with_bayes(model, histories)
+    return line
 
 
 def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
@@ -580,6 +595,9 @@ def main():
     parser.add_argument("--agreement", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print how far these whole-history Dark Room checkpoints' predictions are from a perfect "
                              "fit's, on the demonstrator's contexts and on their own greedy ones, and stop")
+    parser.add_argument("--track-agreement", action="store_true",
+                        help="with a whole-history Dark Room candidate: also run --agreement on each stretch's "
+                             "checkpoint, into OUT/NAME-seedS-agreement.jsonl")
     parser.add_argument("--margins", action="store_true",
                         help="print, per episode of a perfect fit's greedy window, the probability margin its greedy "
                              "choice rests on before the first reward, and stop")
@@ -638,12 +656,13 @@ def main():
         return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name != "all":
-        run(args.name, args.minutes, args.out, args.seed, args.updates, args.stop_at)
+        run(args.name, args.minutes, args.out, args.seed, args.updates, args.stop_at, args.track_agreement)
         return
     runs = [(name, seed) for name in args.only or list(CANDIDATES) for seed in args.seeds or [args.seed]]
     processes = [subprocess.Popen([sys.executable, __file__, name, "--minutes", str(args.minutes), "--out", str(args.out),
                                    "--seed", str(seed)] + (["--updates", str(args.updates)] if args.updates else [])
-                                  + (["--stop-at", str(args.stop_at)] if args.stop_at else []))
+                                  + (["--stop-at", str(args.stop_at)] if args.stop_at else [])
+                                  + (["--track-agreement"] if args.track_agreement else []))
                  for name, seed in runs]
     failed = [run for run, process in zip(runs, processes) if process.wait() != 0]
     if failed:
