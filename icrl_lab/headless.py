@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .histories import Histories
+from .histories import Histories, join_histories
 from .models import CONFIGS, ADConfig, Block, ICRLTransformer, KVCache
 
 
@@ -269,15 +269,14 @@ def stack_bandit_histories(datasets: list[Histories]) -> Histories:
     if len(steps) != 1:
         raise ValueError(f"the datasets have different lengths {sorted(steps)}: collect them with one num_steps")
     width = max(data.tasks.shape[1] for data in datasets)
-    tasks = np.concatenate([np.pad(d.tasks.astype(np.float64), ((0, 0), (0, width - d.tasks.shape[1])),
-                                   constant_values=np.nan) for d in datasets])
-    observations = np.concatenate([np.full(d.observations.shape, d.tasks.shape[1], dtype=np.int16) for d in datasets])
-    join = lambda name: np.concatenate([getattr(d, name) for d in datasets])
-    optimal = join("optimal_actions") if all(d.optimal_actions is not None for d in datasets) else None
+    keep_optimal = all(d.optimal_actions is not None for d in datasets)
+    parts = [Histories(np.full(d.observations.shape, d.tasks.shape[1], dtype=np.int16), d.actions.astype(np.int16),
+                       d.rewards, d.dones, np.pad(d.tasks.astype(np.float64), ((0, 0), (0, width - d.tasks.shape[1])),
+                                                  constant_values=np.nan),
+                       optimal_actions=d.optimal_actions if keep_optimal else None) for d in datasets]
     metadata = {**datasets[0].metadata, "arms": [int(d.tasks.shape[1]) for d in datasets],
                 "observations": "number of arms", "parts": [d.metadata.get("command") for d in datasets]}
-    return Histories(observations, join("actions").astype(np.int16), join("rewards"), join("dones"), tasks,
-                     optimal_actions=optimal, metadata=metadata)
+    return join_histories(parts, metadata)
 
 
 def relabel_actions(histories: Histories, permutations: np.ndarray) -> Histories:

@@ -239,6 +239,35 @@ class Histories:
         return path
 
 
+def join_histories(parts: list[Histories], metadata: dict | None = None) -> Histories:
+    """The histories of every part as one dataset, in order, each array in the first part's dtype.
+
+    The parts must have the same number of steps and tasks of the same width, and an optional array
+    (epsilon, optimal actions, soft labels) must be held by every part or by none, so that no history is
+    left without a label the others have. metadata: the joined dataset's (default: the first part's)."""
+    if not parts:
+        raise ValueError("parts is empty: give at least one Histories to join")
+    steps = sorted({part.num_steps for part in parts})
+    if len(steps) != 1:
+        raise ValueError(f"the parts have {steps} steps per history: only histories of one length can be joined")
+    widths = sorted({part.tasks.shape[1:] for part in parts})
+    if len(widths) != 1:
+        raise ValueError(f"the parts' tasks have shapes {widths} per history: only tasks of one shape can be joined")
+    optional = []
+    for name in OPTIONAL_STEP_ARRAYS + PER_ACTION_ARRAYS:
+        held = [index for index, part in enumerate(parts) if getattr(part, name) is not None]
+        if held and len(held) < len(parts):
+            raise ValueError(f"{name} is held by parts {held} of 0-{len(parts) - 1} only: drop it from those parts "
+                             f"(dataclasses.replace(part, {name}=None)) or give it to every part")
+        if held:
+            optional.append(name)
+
+    def join(name):
+        return np.concatenate([getattr(part, name).astype(getattr(parts[0], name).dtype, copy=False) for part in parts])
+    return Histories(*(join(name) for name in STEP_ARRAYS + ("tasks",)), **{name: join(name) for name in optional},
+                     metadata=parts[0].metadata if metadata is None else metadata)
+
+
 def _remove_stale_temporaries(path: Path):
     """Remove .NAME.PID.tmp files beside `path` left by a process that was killed outright and is gone."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):

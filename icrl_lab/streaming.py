@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from .histories import (FORMAT, OPTIONAL_STEP_ARRAYS, STEP_ARRAYS, Histories, HistoryFileError, Provenance,
-                        check_file_header, previous_actions_and_rewards)
+                        check_file_header, join_histories, previous_actions_and_rewards)
 from .sources import check_seed
 
 XLAND_LAYOUT, ICRL_LAB_LAYOUT = "xland-100b", "icrl_lab"
@@ -306,9 +306,7 @@ def read_xland(path, env_family: str | None = None, env_kwargs: dict | None = No
     if file.layout != XLAND_LAYOUT:
         raise HistoryFileError(f"{path} is in icrl_lab's own format, not the XLand-100B layout: read it with "
                                f"icrl_lab.histories.load_histories, which also verifies its checksums")
-    blocks = [file.read_block(index) for index in range(file.num_blocks)]
-    arrays = {name: np.concatenate([getattr(block, name) for block in blocks]) for name in file.arrays + ("tasks",)}
-    return Histories(**arrays, metadata=file.metadata)
+    return join_histories([file.read_block(index) for index in range(file.num_blocks)], file.metadata)
 
 
 def _check_count(name: str, value, minimum: int):

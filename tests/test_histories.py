@@ -7,7 +7,8 @@ import pytest
 
 from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import bandit_tasks, dark_room_goals
-from icrl_lab.histories import ContextWindows, HistoryFileError, load_histories, previous_actions_and_rewards
+from icrl_lab.histories import (ContextWindows, HistoryFileError, join_histories, load_histories,
+                                previous_actions_and_rewards)
 from icrl_lab.sources import collect_rl_histories
 
 
@@ -50,6 +51,26 @@ def test_soft_labels_round_trip_and_a_step_that_is_no_distribution_is_refused(hi
                            (soft * 0.9, "do not sum to 1")):
         with pytest.raises(ValueError, match=message):
             replace(histories, action_probabilities=wrong.astype(np.float32)).check_env()
+
+
+def test_join_keeps_every_part_in_order_and_refuses_parts_that_do_not_fit(histories):
+    first = replace(histories, observations=histories.observations[:3], actions=histories.actions[:3],
+                    rewards=histories.rewards[:3], dones=histories.dones[:3], tasks=histories.tasks[:3],
+                    epsilon=histories.epsilon[:3], optimal_actions=histories.optimal_actions[:3])
+    rest = replace(histories, observations=histories.observations[3:], actions=histories.actions[3:].astype(np.int64),
+                   rewards=histories.rewards[3:], dones=histories.dones[3:], tasks=histories.tasks[3:],
+                   epsilon=histories.epsilon[3:], optimal_actions=histories.optimal_actions[3:])
+    joined = join_histories([first, rest], {"joined": True})
+    assert joined.sha256() == histories.sha256() and joined.metadata == {"joined": True}
+    assert join_histories([first, rest]).metadata == histories.metadata
+    with pytest.raises(ValueError, match=r"epsilon is held by parts \[1\] of 0-1 only"):
+        join_histories([replace(first, epsilon=None), rest])
+    short = replace(first, **{name: getattr(first, name)[:, :100] for name in
+                              ("observations", "actions", "rewards", "dones", "epsilon", "optimal_actions")})
+    with pytest.raises(ValueError, match=r"the parts have \[100, 200\] steps per history"):
+        join_histories([short, rest])
+    with pytest.raises(ValueError, match="parts is empty"):
+        join_histories([])
 
 
 def test_interrupted_write_leaves_the_old_file_and_no_partial_one(histories, tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
 from icrl_lab.envs import dark_room_goals, task_split, token_sizes
 from icrl_lab.evaluate import (PROTOCOLS, bootstrap_ci, in_context_figures, in_context_rollout, per_task, rollout_table,
                                with_ci)
-from icrl_lab.histories import Histories, load_histories
+from icrl_lab.histories import Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
@@ -153,17 +153,6 @@ CANDIDATES = {
 }
 
 
-def concatenated(parts: list[Histories], metadata: dict) -> Histories:
-    """One dataset of the histories of every part, in order, with the optional arrays the first part has (epsilon,
-    optimal actions, soft labels), which every part must have."""
-    def join(name):
-        return np.concatenate([getattr(part, name).astype(getattr(parts[0], name).dtype) for part in parts])
-    optional = [name for name in ("epsilon", "optimal_actions", "action_probabilities")
-                if getattr(parts[0], name) is not None]
-    return Histories(*(join(name) for name in ("observations", "actions", "rewards", "dones", "tasks")),
-                     **{name: join(name) for name in optional}, metadata=metadata)
-
-
 def toward_goal(histories: Histories) -> np.ndarray:
     """The scripted demonstrator's move at every step of 9x9 Dark Room `histories`, toward each one's goal."""
     goal_cells = histories.tasks[:, 0] * 9 + histories.tasks[:, 1]
@@ -180,7 +169,7 @@ def with_own_contexts(histories: Histories, checkpoint: str, per_goal: int, temp
     _, own = in_context_rollout(model, "DarkRoom", np.repeat(goals, per_goal, axis=0), episodes, mode="sample",
                                 temperature=temperature, seed=seed)
     epsilon = np.broadcast_to(histories.epsilon[0], own.observations.shape)
-    return concatenated([histories, replace(own, epsilon=epsilon, optimal_actions=toward_goal(own))],
+    return join_histories([histories, replace(own, epsilon=epsilon, optimal_actions=toward_goal(own))],
                         {**histories.metadata, "own_contexts": {"checkpoint": checkpoint, "per_goal": per_goal,
                                                                 "temperature": temperature}})
 
@@ -367,9 +356,9 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                     probabilities = teacher_probabilities(played, teacher)
                     labelled.append(replace(played, optimal_actions=draw_actions(probabilities, rng),
                                             action_probabilities=probabilities.astype(np.float32) if soft else None))
-            own.append(concatenated(labelled, labelled[0].metadata))
+            own.append(join_histories(labelled, labelled[0].metadata))
             own[-1].save(rollouts_path(round_number))
-            training = concatenated([data, *own], {**data.metadata, "imitation_rounds": {
+            training = join_histories([data, *own], {**data.metadata, "imitation_rounds": {
                 "teacher": teacher, "round": round_number, "start": str(start)}})
             checkpoint = out / f"{name}-round{round_number}"
             model, _ = train(model_config, training, settings, out_dir=checkpoint, initial_weights=
