@@ -607,11 +607,19 @@ def main():
     parser.add_argument("--goal-prior", choices=("uniform", "fit"), default="uniform",
                         help="with --bayes: the perfect fit's prior over goal cells")
     args = parser.parse_args()
+    def flag(name):
+        return "--" + name.replace("_", "-")
     for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("start", "imitate"),
                           ("first_round", "imitate"), ("goals", "paths"), ("goal_prior", "bayes")):
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
-            parser.error(f"--{option.replace('_', '-')} works only with --{needs.replace('_', '-')}; add it or leave "
-                         f"--{option.replace('_', '-')} out")
+            parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
+    # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
+    probes = [name for name in ("margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap", "average",
+                                "list", "per_goal") if getattr(args, name)]
+    training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
+        flag(name) for name in ("track_agreement", "only", "seeds", "stop_at") if getattr(args, name)]
+    if len(probes) > 1 or (probes and training):
+        parser.error(f"{flag(probes[0])} runs alone: leave out {', '.join([flag(name) for name in probes[1:]] + training)}")
     if args.margins:
         margins()
         return
