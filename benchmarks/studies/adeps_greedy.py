@@ -9,6 +9,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py ad_d128 --minutes 8 --out runs/study     (one candidate)
     python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
     python benchmarks/studies/adeps_greedy.py ad_d64_context400 --updates 3000 --track-agreement  (and --agreement as it trains)
+    python benchmarks/studies/adeps_greedy.py ad_d64_context400 --resume             (go on with an interrupted run)
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
@@ -23,8 +24,9 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates); with --track-agreement also
-OUT/NAME-seedS-agreement.jsonl (one --agreement line per copy). The
-number of updates is set from the candidate's own speed over its first updates, so that it ends on
+OUT/NAME-seedS-agreement.jsonl (one --agreement line per copy). A run that was interrupted, or cut short
+by --stop-at, goes on from its last finished stretch with --resume; a new run into an OUT that holds one is
+refused. The number of updates is set from the candidate's own speed over its first updates, so that it ends on
 time with its whole cosine schedule (a GPU, where present, is shared by the candidates).
 """
 from __future__ import annotations
@@ -184,8 +186,21 @@ def validation_figures(model, family, tasks, episodes: int, seed: int = 0, env_k
 
 
 def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = None, stop_at: int | None = None,
-        track_agreement: bool = False):
+        track_agreement: bool = False, resume: bool = False):
     torch.set_num_threads(1)
+    log_path, checkpoint = out / f"{name}-seed{seed}.jsonl", out / f"{name}-seed{seed}"
+    if resume:
+        if not log_path.is_file():
+            raise SystemExit(f"--resume: {log_path} does not exist, so there is no run of {name} (seed {seed}) in "
+                             f"{out} to go on with; leave --resume out to start it")
+        header = json.loads(log_path.read_text().splitlines()[0])
+        if updates is not None and updates != header["updates"]:
+            raise SystemExit(f"--resume: the run in {out} spans {header['updates']} updates, not --updates {updates}; "
+                             f"give its own count or leave --updates out")
+        updates = header["updates"]
+    elif log_path.exists() or checkpoint.exists() or any(out.glob(f"{name}-seed{seed}-at*")):
+        raise SystemExit(f"{out} already holds a run of {name} (seed {seed}): pass --resume to go on with it, or "
+                         f"choose another --out")
     data_settings, model_settings, train_settings = (dict(part) for part in CANDIDATES[name])
     family = data_settings.pop("family")
     if track_agreement and not (family == "DarkRoom" and model_settings.get("window_steps") == data_settings["num_steps"]):
@@ -224,7 +239,6 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
         budget = minutes * 60 * 0.88 - (time.perf_counter() - started)
         updates = max(200, int(budget / seconds_per_update / 1.08))
     eval_every = max(50, updates // evaluations // 50 * 50)
-    log_path = out / f"{name}-seed{seed}.jsonl"
     episodes = 40 if family == "DarkRoom" else 30
     run_started = time.perf_counter()
 
@@ -241,20 +255,60 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
               "data": data_settings | {"family": family, "env_kwargs": env_kwargs},
               "model": {"kind": kind, **model_settings}, "train": settings,
               "data_summary": histories.summary()}
-    log_path.write_text(json.dumps(header) + "\n")
+    if resume:
+        resumed_at = resume_log(log_path, checkpoint, updates, eval_every)
+        with log_path.open("a") as f:
+            f.write(json.dumps({"name": name, "resumed_at": resumed_at}) + "\n")
+    else:
+        log_path.write_text(json.dumps(header) + "\n")
     # Train in stretches of eval_every updates and keep a copy of each stretch's checkpoint
-    # (OUT/NAME-seedS-atU), so that the one chosen on the validation goals can be measured on the test goals.
-    checkpoint = out / f"{name}-seed{seed}"
+    # (OUT/NAME-seedS-atU, put in place whole), so that the one chosen on the validation goals can be measured
+    # on the test goals; a resumed run skips the stretches whose copy is there.
+    agreement_path = out / f"{name}-seed{seed}-agreement.jsonl"
     end = updates if stop_at is None else min(stop_at, updates)
+    log = None
     for stretch_end in [*range(eval_every, end, eval_every), end]:
-        _, log = train(model_config, histories, config, out_dir=checkpoint, resume=stretch_end > eval_every,
-                       stop_at=stretch_end, record=asdict(histories.provenance()), progress=False, evaluate=evaluate)
-        shutil.copytree(checkpoint, out / f"{name}-seed{seed}-at{stretch_end}")
-        if track_agreement:
-            with (out / f"{name}-seed{seed}-agreement.jsonl").open("a") as f:
-                f.write(json.dumps(agreement_line(out / f"{name}-seed{seed}-at{stretch_end}")) + "\n")
+        copy = out / f"{name}-seed{seed}-at{stretch_end}"
+        if not copy.is_dir():
+            _, log = train(model_config, histories, config, out_dir=checkpoint,
+                           resume=(checkpoint / "training_state.json").is_file(), stop_at=stretch_end,
+                           record=asdict(histories.provenance()), progress=False, evaluate=evaluate)
+            staging = copy.with_name(f".{copy.name}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(checkpoint, staging)
+            staging.rename(copy)
+        tracked = {json.loads(line)["checkpoint"] for line in agreement_path.read_text().splitlines()} \
+            if agreement_path.is_file() else set()
+        if track_agreement and str(copy) not in tracked:
+            with agreement_path.open("a") as f:
+                f.write(json.dumps(agreement_line(copy)) + "\n")
+    if log is None:  # every stretch was done before this resumed run
+        log = json.loads((checkpoint / "config.json").read_text())["log"]
     with log_path.open("a") as f:
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
+
+
+def resume_log(log_path: Path, checkpoint: Path, updates: int, eval_every: int) -> int:
+    """Cut a run's log back to the evaluations its checkpoint holds (an evaluation written after the
+    checkpoint's last save is made again when its stretch is trained again), rewriting it whole; returns
+    the update the run goes on from."""
+    state = checkpoint / "training_state.json"
+    done = json.loads(state.read_text())["update"] if state.is_file() else 0
+    evaluations = done // eval_every + (done == updates and done % eval_every != 0)
+    kept, evaluations_kept = [], 0
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line)
+        if "greedy_last10" in entry:
+            evaluations_kept += 1
+            if evaluations_kept > evaluations:
+                continue
+        elif "done" in entry:  # a run stopped early by --stop-at, which goes on now
+            continue
+        kept.append(line)
+    staging = log_path.with_name(f".{log_path.name}.tmp")
+    staging.write_text("\n".join(kept) + "\n")
+    staging.replace(log_path)
+    return done
 
 
 TEACHERS = ("bayes", "demonstrator")
@@ -587,6 +641,9 @@ def main():
     parser.add_argument("--track-agreement", action="store_true",
                         help="with a whole-history Dark Room candidate: also run --agreement on each stretch's "
                              "checkpoint, into OUT/NAME-seedS-agreement.jsonl")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the run of the candidate (and --seed) in --out from its last finished stretch, "
+                             "as an interrupted run or one cut short by --stop-at")
     parser.add_argument("--margins", action="store_true",
                         help="print, per episode of a perfect fit's greedy window, the probability margin its greedy "
                              "choice rests on before the first reward, and stop")
@@ -617,7 +674,7 @@ def main():
     probes = [name for name in ("margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap", "average",
                                 "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
-        flag(name) for name in ("track_agreement", "only", "seeds", "stop_at") if getattr(args, name)]
+        flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
     if len(probes) > 1 or (probes and training):
         parser.error(f"{flag(probes[0])} runs alone: leave out {', '.join([flag(name) for name in probes[1:]] + training)}")
     if args.margins:
@@ -653,13 +710,14 @@ def main():
         return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name != "all":
-        run(args.name, args.minutes, args.out, args.seed, args.updates, args.stop_at, args.track_agreement)
+        run(args.name, args.minutes, args.out, args.seed, args.updates, args.stop_at, args.track_agreement, args.resume)
         return
     runs = [(name, seed) for name in args.only or list(CANDIDATES) for seed in args.seeds or [args.seed]]
     processes = [subprocess.Popen([sys.executable, __file__, name, "--minutes", str(args.minutes), "--out", str(args.out),
                                    "--seed", str(seed)] + (["--updates", str(args.updates)] if args.updates else [])
                                   + (["--stop-at", str(args.stop_at)] if args.stop_at else [])
-                                  + (["--track-agreement"] if args.track_agreement else []))
+                                  + (["--track-agreement"] if args.track_agreement else [])
+                                  + (["--resume"] if args.resume else []))
                  for name, seed in runs]
     failed = [run for run, process in zip(runs, processes) if process.wait() != 0]
     if failed:
