@@ -10,6 +10,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py all --minutes 8 --out runs/study         (all, in parallel)
     python benchmarks/studies/adeps_greedy.py ad_d64_context400 --updates 3000 --track-agreement  (and --agreement as it trains)
     python benchmarks/studies/adeps_greedy.py ad_d64_context400 --resume             (go on with an interrupted run)
+    python benchmarks/studies/adeps_greedy.py --chosen OUT/NAME-seedS.jsonl          (the copy chosen on validation)
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
@@ -103,6 +104,12 @@ CANDIDATES = {
     # 0.5, the softmax spreading over the rest), which keeps the fused kernel on a CPU. A prediction that must
     # hold on any half of the context may hold on contexts unlike the data's, such as the model's own moves.
     "ad_d64_context400_key_dropout": (DARK_ROOM, {**WHOLE_HISTORY_AD, "key_dropout": 0.5}, WHOLE_HISTORY_TRAIN),
+    # The paper's width, depth and dropout (residual 0.1, attention 0.5) on the whole-history window, for a GPU:
+    # batch 128 of 400 steps holds about the paper's tokens per update (512 of 80). A GPU session's 30 minutes
+    # hold a few thousand of its updates; the run goes on in the next with --resume (results README, "On a GPU").
+    "ad_d512_context400": (DARK_ROOM, {**WHOLE_HISTORY_AD, "d_model": 512, "n_layer": 4, "n_head": 4, "dropout": 0.1,
+                                       "attention_dropout": 0.5},
+                           {**WHOLE_HISTORY_TRAIN, "batch_size": 128, "learning_rate": 3e-4}),
     # Or does a smaller step keep it, the fit to the data's mode coming more slowly (a third of the rate)?
     "ad_d64_context400_lr1e-3": (DARK_ROOM, WHOLE_HISTORY_AD, {**WHOLE_HISTORY_TRAIN, "learning_rate": 1e-3}),
     # The same with the paper's own data setting (epsilon floor 0.5): the demonstrator's moves say less of the
@@ -244,7 +251,8 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
 
     def evaluate(model):
         figures = validation_figures(model, family, validation, episodes, seed=seed, env_kwargs=env_kwargs)
-        line = {"name": name, "seconds": round(time.perf_counter() - run_started, 1), **figures}
+        # train evaluates only at the end of a stretch, so the loop's stretch_end is the update reached
+        line = {"name": name, "update": stretch_end, "seconds": round(time.perf_counter() - run_started, 1), **figures}
         with log_path.open("a") as f:
             f.write(json.dumps(line) + "\n")
         return figures
@@ -309,6 +317,18 @@ def resume_log(log_path: Path, checkpoint: Path, updates: int, eval_every: int) 
     staging.write_text("\n".join(kept) + "\n")
     staging.replace(log_path)
     return done
+
+
+def chosen_checkpoint(log_path: Path) -> Path:
+    """The copy a run's log chooses as `recipes.Selection` does: the highest greedy mean over the last 10
+    validation episodes, the earliest on a tie."""
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    evaluations = [line for line in lines if "greedy_last10" in line]
+    if not evaluations or "update" not in evaluations[0]:
+        raise SystemExit(f"{log_path} holds no evaluation with its update (logs from before this option name none): "
+                         f"choose from its lines by hand")
+    best = max(evaluations, key=lambda line: (line["greedy_last10"], -line["update"]))
+    return log_path.with_name(f"{log_path.stem}-at{best['update']}")
 
 
 TEACHERS = ("bayes", "demonstrator")
@@ -644,6 +664,9 @@ def main():
     parser.add_argument("--resume", action="store_true",
                         help="go on with the run of the candidate (and --seed) in --out from its last finished stretch, "
                              "as an interrupted run or one cut short by --stop-at")
+    parser.add_argument("--chosen", type=Path, metavar="LOG",
+                        help="print the checkpoint copy that the run of this OUT/NAME-seedS.jsonl chooses on the "
+                             "validation goals, as recipes.Selection does, and stop")
     parser.add_argument("--margins", action="store_true",
                         help="print, per episode of a perfect fit's greedy window, the probability margin its greedy "
                              "choice rests on before the first reward, and stop")
@@ -671,12 +694,15 @@ def main():
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
-    probes = [name for name in ("margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap", "average",
-                                "list", "per_goal") if getattr(args, name)]
+    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap",
+                                "average", "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
     if len(probes) > 1 or (probes and training):
         parser.error(f"{flag(probes[0])} runs alone: leave out {', '.join([flag(name) for name in probes[1:]] + training)}")
+    if args.chosen:
+        print(chosen_checkpoint(args.chosen))
+        return
     if args.margins:
         margins()
         return
