@@ -13,6 +13,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --chosen OUT/NAME-seedS.jsonl          (the copy chosen on validation)
     python benchmarks/studies/adeps_greedy.py --per-goal CHECKPOINT ... --seed 1      (test goals, once chosen)
     python benchmarks/studies/adeps_greedy.py --average CHECKPOINT ... --seed S       (weight averaging, validation)
+    python benchmarks/studies/adeps_greedy.py --ensemble CHECKPOINT ...               (seeds' predictions averaged)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 --goal-prior fit --seed 1  (the same knowing the fit goals)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -510,6 +512,41 @@ def average(checkpoints: list[Path], seed: int = 0):
     print(json.dumps({"average_of": [str(checkpoint) for checkpoint in checkpoints], **figures}), flush=True)
 
 
+class Ensemble(torch.nn.Module):
+    """Several whole-history models as one: its prediction is the mean of theirs (of the action probabilities),
+    each member reading the same context into its own cache."""
+
+    def __init__(self, models):
+        super().__init__()
+        shapes = {(model.config.window_steps, model.config.num_actions, model.config.num_obs) for model in models}
+        if len(shapes) != 1:
+            raise ValueError(f"the members differ in (window, actions, observations): {sorted(shapes)}; an ensemble "
+                             f"needs models of one window and environment")
+        self.members = torch.nn.ModuleList(models)
+        self.config = models[0].config
+
+    def new_cache(self, batch_size: int, chunk_steps: int = 1):
+        return [member.new_cache(batch_size, chunk_steps) for member in self.members]
+
+    def forward(self, observations, prev_actions, prev_rewards, cache=None):
+        caches = [None] * len(self.members) if cache is None else cache
+        log_probs = torch.stack([member(observations, prev_actions, prev_rewards, cache=member_cache).log_softmax(-1)
+                                 for member, member_cache in zip(self.members, caches)])
+        return torch.logsumexp(log_probs, 0) - math.log(len(self.members))
+
+
+def ensemble(checkpoints: list[Path], seed: int = 0):
+    """Print the validation figures (as the candidates log them) and the --agreement figures of the mean of
+    these checkpoints' predictions: are the models' departures from a perfect fit on their own contexts
+    each seed's own, which averaging independently trained seeds would cancel, or shared?"""
+    torch.set_num_threads(1)
+    loaded = [load_model(checkpoint) for checkpoint in checkpoints]
+    model = Ensemble([member for member, _ in loaded])
+    figures = validation_figures(model, "DarkRoom", task_split("DarkRoom", "validation"), 40, seed=seed)
+    print(json.dumps({"ensemble_of": [str(checkpoint) for checkpoint in checkpoints], **figures,
+                      **agreement_figures(model, loaded[0][1])}), flush=True)
+
+
 def bayes(floors: list[float], seed: int = 1, prior: str = "uniform"):
     """The Bayes-optimal predictor of the AD^eps demonstrator (icrl_lab.probe.bayes), the whole history in its
     window, under the adeps protocol on the 16 test goals: what a perfect fit of the data would do, greedily
@@ -567,9 +604,14 @@ def agreement(checkpoints: list[Path], seed: int = 5):
 def agreement_line(checkpoint: Path, seed: int = 5) -> dict:
     """`agreement`'s figures for one checkpoint."""
     model, record = load_model(checkpoint)
+    return {"checkpoint": str(checkpoint), **agreement_figures(model, record, seed)}
+
+
+def agreement_figures(model, record: dict, seed: int = 5) -> dict:
+    """`agreement`'s figures for a whole-history model trained on the data `record` names."""
     floor = record["data"]["source"]["floor"]
     epsilon = schedule_of(record["data"]["source"]).values(model.config.window_steps)
-    line = {"checkpoint": str(checkpoint), "floor": floor}
+    line = {"floor": floor}
     for part in ("validation", "fit"):
         goals = study_goals(part)
         contexts = {"demonstrator": collect_noise_distillation("DarkRoom", goals, num_steps=model.config.window_steps,
@@ -644,6 +686,9 @@ def main():
     parser.add_argument("--average", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print the validation figures of the mean of these Dark Room checkpoints' weights "
                              "(--seed: the run's training seed) and stop")
+    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print the validation figures (--seed: as for --average) and the --agreement figures of "
+                             "the mean of these whole-history Dark Room checkpoints' predictions, and stop")
     parser.add_argument("--bayes", type=float, nargs="+", metavar="FLOOR",
                         help="print the Bayes-optimal predictor's figures under the adeps protocol on the test goals "
                              "for data with each of these epsilon floors (--seed: the evaluation seed) and stop")
@@ -695,7 +740,7 @@ def main():
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
     probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap",
-                                "average", "list", "per_goal") if getattr(args, name)]
+                                "average", "ensemble", "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
     if len(probes) > 1 or (probes and training):
@@ -727,6 +772,9 @@ def main():
         return
     if args.average:
         average(args.average, args.seed)
+        return
+    if args.ensemble:
+        ensemble(args.ensemble, args.seed)
         return
     if args.list:
         print("\n".join(CANDIDATES))
