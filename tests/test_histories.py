@@ -54,12 +54,11 @@ def test_soft_labels_round_trip_and_a_step_that_is_no_distribution_is_refused(hi
 
 
 def test_join_keeps_every_part_in_order_and_refuses_parts_that_do_not_fit(histories):
-    first = replace(histories, observations=histories.observations[:3], actions=histories.actions[:3],
-                    rewards=histories.rewards[:3], dones=histories.dones[:3], tasks=histories.tasks[:3],
-                    epsilon=histories.epsilon[:3], optimal_actions=histories.optimal_actions[:3])
-    rest = replace(histories, observations=histories.observations[3:], actions=histories.actions[3:].astype(np.int64),
-                   rewards=histories.rewards[3:], dones=histories.dones[3:], tasks=histories.tasks[3:],
-                   epsilon=histories.epsilon[3:], optimal_actions=histories.optimal_actions[3:])
+    def rows(selection):
+        return replace(histories, **{name: getattr(histories, name)[selection] for name in
+                                     ("observations", "actions", "rewards", "dones", "tasks", "epsilon", "optimal_actions")})
+    first, rest = rows(slice(0, 3)), rows(slice(3, None))
+    rest = replace(rest, actions=rest.actions.astype(np.int64))  # joined in the first part's dtype
     joined = join_histories([first, rest], {"joined": True})
     assert joined.sha256() == histories.sha256() and joined.metadata == {"joined": True}
     assert join_histories([first, rest]).metadata == histories.metadata
