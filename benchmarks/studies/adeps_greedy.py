@@ -287,11 +287,12 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(checkpoint, staging)
             staging.rename(copy)
-        tracked = {json.loads(line)["checkpoint"] for line in agreement_path.read_text().splitlines()} \
-            if agreement_path.is_file() else set()
-        if track_agreement and str(copy) not in tracked:
-            with agreement_path.open("a") as f:
-                f.write(json.dumps(agreement_line(copy)) + "\n")
+        if track_agreement:
+            tracked = {json.loads(line)["checkpoint"] for line in agreement_path.read_text().splitlines()} \
+                if agreement_path.is_file() else set()
+            if str(copy) not in tracked:
+                with agreement_path.open("a") as f:
+                    f.write(json.dumps(agreement_line(copy)) + "\n")
     if log is None:  # every stretch was done before this resumed run
         log = json.loads((checkpoint / "config.json").read_text())["log"]
     with log_path.open("a") as f:
