@@ -106,6 +106,10 @@ CANDIDATES = {
     # 0.5, the softmax spreading over the rest), which keeps the fused kernel on a CPU. A prediction that must
     # hold on any half of the context may hold on contexts unlike the data's, such as the model's own moves.
     "ad_d64_context400_key_dropout": (DARK_ROOM, {**WHOLE_HISTORY_AD, "key_dropout": 0.5}, WHOLE_HISTORY_TRAIN),
+    # Round 17: the seeds' errors on their own contexts are shared, so not noise that more seeds average away.
+    # Does a larger network (width 128 and 4 layers, the paper's depth; 0.8M parameters against 0.1M) meet
+    # contexts unlike its data's as a perfect fit does? The largest the two cores can train in a few sessions.
+    "ad_d128_context400": (DARK_ROOM, {**WHOLE_HISTORY_AD, **D128}, {**WHOLE_HISTORY_TRAIN, "learning_rate": 1e-3}),
     # The paper's width, depth and dropout (residual 0.1, attention 0.5) on the whole-history window, for a GPU:
     # batch 128 of 400 steps holds about the paper's tokens per update (512 of 80). A GPU session's 30 minutes
     # hold a few thousand of its updates; the run goes on in the next with --resume (results README, "On a GPU").
