@@ -266,15 +266,15 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
 
     config = TrainConfig(updates=updates, seed=seed, eval_every=eval_every, log_every=eval_every,
                          checkpoint_every=eval_every, **settings)
-    header = {"name": name, "updates": updates, "eval_every": eval_every,
-              "data": data_settings | {"family": family, "env_kwargs": env_kwargs},
-              "model": {"kind": kind, **model_settings}, "train": settings,
-              "data_summary": histories.summary()}
-    if resume:
+    if resume:  # the log's header stays as the run's first process wrote it
         resumed_at = resume_log(log_path, checkpoint, updates, eval_every)
         with log_path.open("a") as f:
             f.write(json.dumps({"name": name, "resumed_at": resumed_at}) + "\n")
     else:
+        header = {"name": name, "updates": updates, "eval_every": eval_every,
+                  "data": data_settings | {"family": family, "env_kwargs": env_kwargs},
+                  "model": {"kind": kind, **model_settings}, "train": settings,
+                  "data_summary": histories.summary()}
         log_path.write_text(json.dumps(header) + "\n")
     # Train in stretches of eval_every updates and keep a copy of each stretch's checkpoint
     # (OUT/NAME-seedS-atU, put in place whole), so that the one chosen on the validation goals can be measured
