@@ -105,6 +105,11 @@ class Selection:
         if self.episodes < 10:
             raise ValueError(f"episodes={self.episodes} is not allowed: the score is the mean of the last 10 episodes")
 
+    @staticmethod
+    def choose(scores: list[dict], score: str = "last10") -> dict:
+        """The score chosen among `scores` (dicts with "update" and `score`): the highest, the earliest on a tie."""
+        return max(scores, key=lambda line: (line[score], -line["update"]))
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -318,11 +323,11 @@ def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, r
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in --out, overwrite "
                          "replaces it")
-    scores, chosen, chosen_record, log = [], None, None, []
+    scores, chosen_record, log = [], None, []
     if resume:
         if (out_dir / "config.json").is_file():
             chosen_record = json.loads((out_dir / "config.json").read_text())
-            scores, chosen = chosen_record["selection"]["scores"], chosen_record["selection"]["chosen"]
+            scores = chosen_record["selection"]["scores"]
         for name in RESULT_FILES:  # made from the chosen checkpoint, which the run may still change
             (out_dir / name).unlink(missing_ok=True)
     else:
@@ -346,13 +351,13 @@ def train_and_choose(recipe: Recipe, data, config: TrainConfig, out_dir: Path, r
                                                        recipe.evaluation.decoding, selection.rollouts, seed,
                                                        env_kwargs=recipe.collect.env_kwargs)}
         scores.append(score)
-        if chosen is None or score["last10"] > chosen["last10"]:
-            chosen = score
+        if selection.choose(scores) is score:  # a new best: keep its weights
             shutil.copyfile(out_dir / "training" / "model.safetensors", out_dir / ".model.safetensors.tmp")
             (out_dir / ".model.safetensors.tmp").replace(out_dir / "model.safetensors")
             chosen_record = json.loads((out_dir / "training" / "config.json").read_text())
         chosen_record["selection"] = {**asdict(selection), "split": "validation", "tasks": len(validation),
-                                      "decoding": recipe.evaluation.decoding, "chosen": chosen, "scores": scores}
+                                      "decoding": recipe.evaluation.decoding, "chosen": selection.choose(scores),
+                                      "scores": scores}
         (out_dir / ".config.json.tmp").write_text(json.dumps(chosen_record, indent=2))  # beside its weights, whole
         (out_dir / ".config.json.tmp").replace(out_dir / "config.json")
     if not log:  # resumed after every stretch was scored: the log is the training checkpoint's

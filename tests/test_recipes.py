@@ -125,3 +125,11 @@ def test_a_recipe_that_chooses_on_validation_must_collect_without_it(tiny):
         replace(tiny, selection=recipes.Selection())
     with pytest.raises(ValueError, match="every=0 is not allowed"):
         recipes.Selection(every=0)
+
+
+def test_selection_chooses_the_highest_score_and_the_earliest_on_a_tie():
+    scores = [{"update": 2, "last10": 1.0}, {"update": 4, "last10": 3.0}, {"update": 6, "last10": 3.0},
+              {"update": 8, "last10": 2.0}]
+    assert recipes.Selection.choose(scores) is scores[1]
+    study_log = [{"update": 50, "greedy_last10": 0.0}, {"update": 100, "greedy_last10": 0.0}]
+    assert recipes.Selection.choose(study_log, score="greedy_last10")["update"] == 50

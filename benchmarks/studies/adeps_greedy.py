@@ -56,6 +56,7 @@ from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_e
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, check_model_files, load_model
+from icrl_lab.recipes import Selection
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
 from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
@@ -267,7 +268,8 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
     config = TrainConfig(updates=updates, seed=seed, eval_every=eval_every, log_every=eval_every,
                          checkpoint_every=eval_every, **settings)
     if resume:  # the log's header stays as the run's first process wrote it
-        resumed_at = resume_log(log_path, checkpoint, updates, eval_every)
+        resumed_at, seconds_before = resume_log(log_path, checkpoint, updates, eval_every)
+        run_started -= seconds_before  # an evaluation's seconds count from the run's start, across resumes
         with log_path.open("a") as f:
             f.write(json.dumps({"name": name, "resumed_at": resumed_at}) + "\n")
     else:
@@ -304,27 +306,28 @@ def run(name: str, minutes: float, out: Path, seed: int, updates: int | None = N
         f.write(json.dumps({"name": name, "done": True, "log": log}) + "\n")
 
 
-def resume_log(log_path: Path, checkpoint: Path, updates: int, eval_every: int) -> int:
+def resume_log(log_path: Path, checkpoint: Path, updates: int, eval_every: int) -> tuple[int, float]:
     """Cut a run's log back to the evaluations its checkpoint holds (an evaluation written after the
     checkpoint's last save is made again when its stretch is trained again), rewriting it whole; returns
-    the update the run goes on from."""
+    the update the run goes on from and the seconds of the last evaluation kept (0 if none)."""
     state = checkpoint / "training_state.json"
     done = json.loads(state.read_text())["update"] if state.is_file() else 0
     evaluations = done // eval_every + (done == updates and done % eval_every != 0)
-    kept, evaluations_kept = [], 0
+    kept, evaluations_kept, seconds = [], 0, 0.0
     for line in log_path.read_text().splitlines():
         entry = json.loads(line)
         if "greedy_last10" in entry:
             evaluations_kept += 1
             if evaluations_kept > evaluations:
                 continue
+            seconds = entry["seconds"]
         elif "done" in entry:  # a run stopped early by --stop-at, which goes on now
             continue
         kept.append(line)
     staging = log_path.with_name(f".{log_path.name}.tmp")
     staging.write_text("\n".join(kept) + "\n")
     staging.replace(log_path)
-    return done
+    return done, seconds
 
 
 def chosen_checkpoint(log_path: Path) -> Path:
@@ -335,7 +338,7 @@ def chosen_checkpoint(log_path: Path) -> Path:
     if not evaluations or "update" not in evaluations[0]:
         raise SystemExit(f"{log_path} holds no evaluation with its update (logs from before this option name none): "
                          f"choose from its lines by hand")
-    best = max(evaluations, key=lambda line: (line["greedy_last10"], -line["update"]))
+    best = Selection.choose(evaluations, score="greedy_last10")
     return log_path.with_name(f"{log_path.stem}-at{best['update']}")
 
 
