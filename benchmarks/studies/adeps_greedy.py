@@ -112,9 +112,8 @@ CANDIDATES = {
     # contexts unlike its data's as a perfect fit does? The largest the two cores can train in a few sessions.
     "ad_d128_context400": (DARK_ROOM, {**WHOLE_HISTORY_AD, **D128}, {**WHOLE_HISTORY_TRAIN, "learning_rate": 1e-3}),
     # The paper's width, depth and dropout (residual 0.1, attention 0.5) on the whole-history window, for a GPU:
-    # batch 128 of 400 steps holds about the paper's tokens per update (512 of 80). A GPU session's 30 minutes
-    # hold a few thousand of its updates, the run going on from one 10-minute command to the next with --resume
-    # (the machine, and the run on it, do not outlast the session; results README, "On a GPU").
+    # batch 128 of 400 steps holds about the paper's tokens per update (512 of 80). A short GPU session trains,
+    # chooses and measures it in one command, gpu_lead.sh (results README, "On a GPU").
     "ad_d512_context400": (DARK_ROOM, {**WHOLE_HISTORY_AD, "d_model": 512, "n_layer": 4, "n_head": 4, "dropout": 0.1,
                                        "attention_dropout": 0.5},
                            {**WHOLE_HISTORY_TRAIN, "batch_size": 128, "learning_rate": 3e-4}),
