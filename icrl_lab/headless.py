@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .histories import Histories, join_histories
-from .models import CONFIGS, ADConfig, Block, ICRLTransformer, KVCache
+from .models import CONFIGS, ADConfig, Block, ICRLTransformer, KVCache, add_position_embedding
 
 
 @dataclass
@@ -129,6 +129,7 @@ class HeadlessAD(nn.Module):
         self.no_action = nn.Parameter(torch.zeros(d))  # the first step of an episode
         self.action_set = nn.Linear(a, d)              # mean embedding of the available actions
         self.dropout = nn.Dropout(config.dropout)
+        add_position_embedding(self, config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, a)

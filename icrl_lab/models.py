@@ -52,6 +52,12 @@ class ADConfig:
     # cousin of attention dropout that the fused attention kernel runs, where attention dropout leaves it
     # (several times slower on a CPU).
     key_dropout: float = 0.0
+    # A learned embedding of each step's place in the stream (0 .. window_steps - 1; every later step takes the
+    # last), added to its tokens. Rotary embeddings give attention relative positions only; in a window that
+    # starts where its history starts, this place says how far the curriculum has gone, as a perfect fit of
+    # AD^eps data reads its epsilon from it. Meant for such windows: a window that slides over a longer stream
+    # meets, past its first window_steps steps, places that training never showed it.
+    absolute_positions: bool = False
     # What training predicts: the history's own next action; or, for AD^eps data, "demonstrator_policy", the
     # distribution that action was drawn from (epsilon-greedy around the recorded optimal action). Both have
     # the same best prediction given a context (the posterior predictive), the second without the noise of
@@ -74,6 +80,7 @@ class ADConfig:
             ("n_layer", self.n_layer >= 1, ">= 1"), ("n_head", self.n_head >= 1, ">= 1"),
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)"),
             ("key_dropout", 0 <= self.key_dropout < 1, "in [0, 1)"),
+            ("absolute_positions", isinstance(self.absolute_positions, bool), "True or False"),
             ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
              f"digits whose product is num_obs={self.num_obs}"),
             ("target", self.target in TARGETS, f"one of {TARGETS}"),
@@ -230,6 +237,11 @@ def add_step_embeddings(module: nn.Module, config) -> None:
     module.dropout = nn.Dropout(config.dropout)
 
 
+def add_position_embedding(module: nn.Module, config) -> None:
+    """config.absolute_positions: one learned vector per place in the window, which `run_blocks` adds."""
+    module.position_embedding = nn.Embedding(config.window_steps, config.d_model) if config.absolute_positions else None
+
+
 class ICRLTransformer(nn.Module):
     """The causal sliding-window transformer shared by AD and DPT (they differ in data and target)."""
 
@@ -238,6 +250,7 @@ class ICRLTransformer(nn.Module):
         self.config = config
         d = config.d_model
         add_step_embeddings(self, config)
+        add_position_embedding(self, config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_actions)
@@ -278,6 +291,9 @@ class ICRLTransformer(nn.Module):
         """The blocks over tokens x (continuing the cache's stream, if given); returns (x, attention per layer)."""
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + x.shape[1], device=x.device)
+        if self.position_embedding is not None:  # each step's place, on each of its tokens
+            steps = (positions // self.config.tokens_per_step).clamp(max=self.config.window_steps - 1)
+            x = x + self.position_embedding(steps)
         attention = []
         for layer, block in enumerate(self.blocks):
             x, weights = block(x, positions, cache, layer, return_attention)

@@ -26,11 +26,11 @@ def test_logits_have_one_prediction_per_step(tokens_per_step):
     assert torch.all(per_step.triu(1) == 0), "no step attends to its future"
 
 
-@pytest.mark.parametrize("tokens_per_step", [1, 3])
-def test_kv_cache_matches_full_recomputation_across_a_sliding_window(tokens_per_step):
+@pytest.mark.parametrize("tokens_per_step, absolute_positions", [(1, False), (3, False), (1, True), (3, True)])
+def test_kv_cache_matches_full_recomputation_across_a_sliding_window(tokens_per_step, absolute_positions):
     torch.manual_seed(0)
     config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=8, tokens_per_step=tokens_per_step,
-                      d_model=32, n_layer=3, n_head=4)
+                      d_model=32, n_layer=3, n_head=4, absolute_positions=absolute_positions)
     model = ICRLTransformer(config).eval()
     inputs = stream(4, 45)  # more than five windows long: the cache's ring buffer wraps many times
     with torch.no_grad():
@@ -44,6 +44,20 @@ def test_kv_cache_matches_full_recomputation_across_a_sliding_window(tokens_per_
     torch.testing.assert_close(chunked, full, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at most"):
         model(*(x[:, :2] for x in inputs), cache=model.new_cache(4))
+
+
+def test_absolute_positions_tell_a_step_its_place_up_to_the_window_and_not_after():
+    torch.manual_seed(0)
+    config = ADConfig(num_obs=81, num_actions=5, window_steps=4, d_model=16, n_layer=1, n_head=2, absolute_positions=True)
+    model = ICRLTransformer(config).eval()
+    same_step = [x[:, :1].repeat(1, 9) for x in stream(1, 1)]  # one step, repeated: only its place differs
+    with torch.no_grad():
+        logits = model(*same_step)[0]
+        relative_only = ICRLTransformer(dataclasses.replace(config, absolute_positions=False)).eval()(*same_step)[0]
+    assert not torch.allclose(logits[1], logits[2]), "places 1 and 2 differ"
+    # Steps 7 and 8 see four steps each, all past the window's places: every such step takes the last place.
+    torch.testing.assert_close(logits[7], logits[8], msg="every step past the window takes the last place")
+    torch.testing.assert_close(relative_only[1], relative_only[2], msg="rotary embeddings alone cannot tell them apart")
 
 
 def test_window_limits_what_a_step_sees():
@@ -88,7 +102,7 @@ def test_key_dropout_keeps_each_token_its_own_key_and_is_off_when_acting():
 @pytest.mark.parametrize("field, value, fragment", [
     ("d_model", 30, "d_model=30"), ("tokens_per_step", 2, "tokens_per_step=2"),
     ("obs_factors", (9, 8), "obs_factors=(9, 8)"), ("window_steps", 0, "window_steps=0"),
-    ("key_dropout", 1.0, "key_dropout=1.0")])
+    ("key_dropout", 1.0, "key_dropout=1.0"), ("absolute_positions", "yes", "True or False")])
 def test_bad_config_is_named(field, value, fragment):
     kwargs = {"num_obs": 81, "num_actions": 5, "d_model": 32, "n_head": 4, field: value}
     with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):

@@ -111,6 +111,12 @@ CANDIDATES = {
     # Does a larger network (width 128 and 4 layers, the paper's depth; 0.8M parameters against 0.1M) meet
     # contexts unlike its data's as a perfect fit does? The largest the two cores can train in a few sessions.
     "ad_d128_context400": (DARK_ROOM, {**WHOLE_HISTORY_AD, **D128}, {**WHOLE_HISTORY_TRAIN, "learning_rate": 1e-3}),
+    # Round 19: the models read their own early moves as evidence of the goal, where a perfect fit, which reads
+    # epsilon from the position in the window, gives them almost none. Rotary embeddings tell attention only
+    # relative positions, so a model must infer how far the curriculum has gone from what the context shows, and
+    # its own straight runs look like a late, nearly greedy demonstrator. Give it the place of each step.
+    "ad_d64_context400_absolute_positions": (DARK_ROOM, {**WHOLE_HISTORY_AD, "absolute_positions": True},
+                                             WHOLE_HISTORY_TRAIN),
     # The paper's width, depth and dropout (residual 0.1, attention 0.5) on the whole-history window, for a GPU:
     # batch 128 of 400 steps holds about the paper's tokens per update (512 of 80). A short GPU session trains,
     # chooses and measures it in one command, gpu_lead.sh (results README, "On a GPU").
