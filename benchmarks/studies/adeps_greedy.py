@@ -20,6 +20,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
     python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
     python benchmarks/studies/adeps_greedy.py --agreement CHECKPOINT ...              (prediction against a perfect fit's)
+    python benchmarks/studies/adeps_greedy.py --place CHECKPOINT ...                  (the noise level it reads, by episode)
     python benchmarks/studies/adeps_greedy.py --margins                               (what a perfect fit's argmax rests on)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --rounds 5 --out DIR    (imitation on own contexts, DAgger)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 5 --out DIR  (the same on soft labels)
@@ -54,6 +55,7 @@ from icrl_lab.histories import Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
+from icrl_lab.probe.representations import residual_stream
 from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, check_model_files, load_model
 from icrl_lab.recipes import Selection
@@ -636,6 +638,39 @@ def agreement_figures(model, record: dict, seed: int = 5) -> dict:
     return line
 
 
+def place(checkpoints: list[Path], seed: int = 5):
+    """How far into its curriculum does a whole-history model take each step of a window to be? A ridge
+    read-out of the demonstrator's epsilon at each step from the model's last residual stream, fitted on the
+    demonstrator's histories of the fit goals (4 per goal) and applied to fresh ones of the validation goals
+    (8 per goal) and to the model's own greedy rollouts there (4 per goal): per episode of the window, the
+    true epsilon beside the mean read-out on each kind of context. A model that takes its own straight runs
+    for a late, nearly greedy demonstrator reads a lower epsilon on them than their place holds."""
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        floor, window = record["data"]["source"]["floor"], model.config.window_steps
+        epsilon = schedule_of(record["data"]["source"]).values(window)
+
+        def stream(histories):
+            return residual_stream(model, histories)[-1].reshape(-1, model.config.d_model)
+
+        fit = collect_noise_distillation("DarkRoom", study_goals("fit"), num_steps=window, histories_per_task=4,
+                                         floor=floor, seed=seed)
+        features = np.hstack([stream(fit), np.ones((fit.num_histories * window, 1))])
+        target = np.tile(epsilon, fit.num_histories)
+        ridge = 1e-3 * len(features) * np.eye(features.shape[1])
+        weights = np.linalg.solve(features.T @ features + ridge, features.T @ target)
+        validation = study_goals("validation")
+        contexts = {"demonstrator": collect_noise_distillation("DarkRoom", validation, num_steps=window,
+                                                               histories_per_task=8, floor=floor, seed=seed + 1),
+                    "own_greedy": greedy_contexts(model, np.repeat(validation, 4, axis=0), epsilon, seed=seed)}
+        read = {name: (np.hstack([stream(h), np.ones((h.num_histories * window, 1))]) @ weights).reshape(-1, window)
+                for name, h in contexts.items()}
+        by_episode = [{"episode": episode + 1, "epsilon": round(float(epsilon[episode * 20:(episode + 1) * 20].mean()), 3),
+                       **{name: round(float(values[:, episode * 20:(episode + 1) * 20].mean()), 3)
+                          for name, values in read.items()}} for episode in range(window // 20)]
+        print(json.dumps({"checkpoint": str(checkpoint), "by_episode": by_episode}))
+
+
 def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
     """How much a perfect fit's greedy choice rests on, episode by episode of a whole-history window: its own
     greedy rollout (uniform prior, the checkpoint's noise schedule, 4 per goal on as many fit goals as there
@@ -717,6 +752,10 @@ def main():
     parser.add_argument("--agreement", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print how far these whole-history Dark Room checkpoints' predictions are from a perfect "
                              "fit's, on the demonstrator's contexts and on their own greedy ones, and stop")
+    parser.add_argument("--place", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print, per episode of a whole-history window, the demonstrator's epsilon beside a linear "
+                             "read-out of it from these checkpoints' last layer, on the demonstrator's contexts and on "
+                             "their own greedy ones (validation goals), and stop")
     parser.add_argument("--track-agreement", action="store_true",
                         help="with a whole-history Dark Room candidate: also run --agreement on each stretch's "
                              "checkpoint, into OUT/NAME-seedS-agreement.jsonl")
@@ -753,7 +792,7 @@ def main():
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
-    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "bayes", "loss_gap",
+    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "place", "bayes", "loss_gap",
                                 "average", "ensemble", "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
@@ -777,6 +816,9 @@ def main():
         return
     if args.agreement:
         agreement(args.agreement)
+        return
+    if args.place:
+        place(args.place)
         return
     if args.bayes:
         bayes(args.bayes, args.seed, args.goal_prior)
