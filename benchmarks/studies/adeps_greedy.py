@@ -569,22 +569,26 @@ def bayes(floors: list[float], seed: int = 1, prior: str = "uniform"):
     and by sampling. prior "uniform": every cell as likely a goal (a fit that generalizes to unseen goals);
     "fit": the 57 goals the whole-history recipe trains on (the best prediction of its training data
     itself). Nothing is trained or chosen here."""
-    protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
     cells = None if prior == "uniform" else goal_prior(task_split("DarkRoom", "fit"), 9)
     for floor in floors:
         epsilon = LinearSchedule().with_floor(floor).values(DARK_ROOM["num_steps"])
-        best_in_data = demonstrator_return("DarkRoom", goals, floor, episodes_per_task=256, seed=1)
         for mode in ("greedy", "sample"):
-            frame, played = bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon,
-                                          DARK_ROOM["num_steps"], protocol.episodes_for("DarkRoom"), mode, seed,
-                                          goal_prior=cells)
-            table = rollout_table(frame, played, protocol.rollouts_per_task, protocol.last)
-            goal_values = per_task(table)
-            print(json.dumps({"floor": floor, "goal_prior": prior, "decoding": mode, "first": with_ci(goal_values["first"], seed),
-                              "last10": with_ci(goal_values["last10"], seed), "best_in_data": best_in_data,
-                              "ratio_to_best_in_data": float(goal_values["last10"].mean() / best_in_data),
-                              "median_first_reward_episode": float(table["first_reward_episode"].median())}),
-                  flush=True)
+            print(json.dumps({"floor": floor, "goal_prior": prior, "decoding": mode,
+                              **bayes_protocol_figures(epsilon, floor, mode, seed, cells)}), flush=True)
+
+
+def bayes_protocol_figures(epsilon, floor: float, mode: str = "greedy", seed: int = 1, cells=None) -> dict:
+    """The perfect fit, reading `epsilon` at the places of its whole-history window, under the adeps protocol
+    on the 16 test goals, beside the best policy in data whose floor is `floor`."""
+    protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
+    best_in_data = demonstrator_return("DarkRoom", goals, floor, episodes_per_task=256, seed=1)
+    frame, played = bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon, len(epsilon),
+                                  protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells)
+    table = rollout_table(frame, played, protocol.rollouts_per_task, protocol.last)
+    goal_values = per_task(table)
+    return {"first": with_ci(goal_values["first"], seed), "last10": with_ci(goal_values["last10"], seed),
+            "best_in_data": best_in_data, "ratio_to_best_in_data": float(goal_values["last10"].mean() / best_in_data),
+            "median_first_reward_episode": float(table["first_reward_episode"].median())}
 
 
 def loss_gap(checkpoints: list[Path], seed: int = 5):
@@ -639,12 +643,14 @@ def agreement_figures(model, record: dict, seed: int = 5) -> dict:
 
 
 def place(checkpoints: list[Path], seed: int = 5):
-    """How far into its curriculum does a whole-history model take each step of a window to be? A ridge
-    read-out of the demonstrator's epsilon at each step from the model's last residual stream, fitted on the
-    demonstrator's histories of the fit goals (4 per goal) and applied to fresh ones of the validation goals
-    (8 per goal) and to the model's own greedy rollouts there (4 per goal): per episode of the window, the
-    true epsilon beside the mean read-out on each kind of context. A model that takes its own straight runs
-    for a late, nearly greedy demonstrator reads a lower epsilon on them than their place holds."""
+    """How far into its curriculum does a whole-history model take each step of a window to be, and would a
+    perfect fit that read the noise so still explore? A ridge read-out of the demonstrator's epsilon at each
+    step from the model's last residual stream, fitted on the demonstrator's histories of the fit goals (4 per
+    goal) and applied to fresh ones of the validation goals (8 per goal) and to the model's own greedy
+    rollouts there (4 per goal): per episode of the window, the true epsilon beside the mean read-out on each
+    kind of context. A model that takes its own straight runs for a late, nearly greedy demonstrator reads a
+    lower epsilon on them than their place holds. Then the perfect fit under the protocol, reading epsilon as
+    placed, as the model reads it on its own contexts, and as the floor at every place."""
     for checkpoint in checkpoints:
         model, record = load_model(checkpoint)
         floor, window = record["data"]["source"]["floor"], model.config.window_steps
@@ -668,7 +674,14 @@ def place(checkpoints: list[Path], seed: int = 5):
         by_episode = [{"episode": episode + 1, "epsilon": round(float(epsilon[episode * 20:(episode + 1) * 20].mean()), 3),
                        **{name: round(float(values[:, episode * 20:(episode + 1) * 20].mean()), 3)
                           for name, values in read.items()}} for episode in range(window // 20)]
-        print(json.dumps({"checkpoint": str(checkpoint), "by_episode": by_episode}))
+        print(json.dumps({"checkpoint": str(checkpoint), "by_episode": by_episode}), flush=True)
+        # Would reading the noise as this model reads it on its own contexts, or as the floor everywhere, stop a
+        # perfect fit from exploring? Its greedy figures under the protocol (test goals, evaluation seed 1).
+        misread = epsilon + np.repeat([line["own_greedy"] - line["epsilon"] for line in by_episode], 20)
+        for name, read_epsilon in (("as placed", epsilon), ("as the model reads its own contexts", misread),
+                                   ("the floor at every place", np.full(window, epsilon[-1]))):
+            print(json.dumps({"checkpoint": str(checkpoint), "perfect_fit_reading_epsilon": name,
+                              **bayes_protocol_figures(np.clip(read_epsilon, 0, 1), floor)}), flush=True)
 
 
 def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
