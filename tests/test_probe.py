@@ -227,6 +227,41 @@ def test_the_bayes_optimal_demonstrator_rules_out_visited_cells_and_keeps_a_foun
     plt.close(ax.figure)
 
 
+def test_a_perfect_fit_of_one_known_noise_level_is_the_fixed_noise_one_and_slides_its_window_alike():
+    # With a single epsilon level, the unknown-noise fit is the fit that reads that epsilon at every place:
+    # the same prediction at every step of a rollout three windows long (its sums slide, the other's restart).
+    goals = dark_room_goals("test")[:4]
+    env = make_batched("DarkRoom", goals)
+    unknown = probe.UnknownNoiseBayesAgent(env, [0.5], [1.0], window_steps=30, decoding="sample", seed=3)
+    known = probe.BayesDemonstratorAgent(env, np.full(30, 0.5), window_steps=30)
+    cells = env.reset_rows(seed=0)
+    for _ in range(90):
+        np.testing.assert_allclose(unknown.probabilities(cells), known.probabilities(cells), atol=1e-9)
+        actions = unknown.act(cells)
+        known.cells = cells
+        next_cells, rewards, terminated, truncated = env.step_arrays(actions)
+        done = terminated | truncated
+        for agent in (unknown, known):
+            agent.observe(actions, rewards, done, next_cells)
+        cells = env.reset_rows(done) if done.any() else next_cells
+    with pytest.raises(ValueError, match="weights positive probabilities summing to 1"):
+        probe.UnknownNoiseBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
+
+
+def test_the_papers_pace_asks_for_greedy_exploration_and_not_for_sampling():
+    # One long history per goal: epsilon spends 90% of it falling from 1 to the floor and 10% at the floor.
+    epsilons, weights = probe.epsilon_levels(LinearSchedule().with_floor(0.5), 80_000, levels=11)
+    np.testing.assert_allclose(epsilons, np.linspace(0.5, 1, 11))
+    assert weights.sum() == pytest.approx(1) and weights[0] == pytest.approx(0.1 + 0.9 / 20, abs=1e-3)
+    # Its perfect fit, greedy with the paper's 80-step window, finds the held-out goals within a few episodes
+    # and returns to them; sampled, it stays nearly as noisy as the context it makes for itself.
+    goals = dark_room_goals("test")
+    greedy, _ = probe.unknown_noise_bayes_rollout(goals, epsilons, weights, 80, episodes=15, seed=1)
+    sampled, _ = probe.unknown_noise_bayes_rollout(goals, epsilons, weights, 80, episodes=15, decoding="sample", seed=1)
+    last5 = {name: frame[frame["episode"] >= 10]["return"].mean() for name, frame in (("greedy", greedy), ("sample", sampled))}
+    assert last5["greedy"] > 12 > 6 > last5["sample"]
+
+
 def test_a_perfect_fit_that_knows_the_training_goals_still_finds_the_held_out_ones():
     env = make_batched("DarkRoom", dark_room_goals("test")[:1])
     straight_up = probe.goal_prior([[0, 4]], 9)  # one goal, straight above the centre: the demonstrator moves up

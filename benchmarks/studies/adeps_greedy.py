@@ -16,6 +16,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --ensemble CHECKPOINT ...               (seeds' predictions averaged)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 --goal-prior fit --seed 1  (the same knowing the fit goals)
+    python benchmarks/studies/adeps_greedy.py --bayes-paper-pace 0.5 --seed 1          (the paper's pace and window)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
     python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
     python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
@@ -53,6 +54,7 @@ from icrl_lab.evaluate import (PROTOCOLS, bootstrap_ci, in_context_figures, in_c
                                with_ci)
 from icrl_lab.histories import Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
+                            epsilon_levels, unknown_noise_bayes_rollout,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.probe.representations import residual_stream
@@ -581,9 +583,30 @@ def bayes_protocol_figures(epsilon, floor: float, mode: str = "greedy", seed: in
     """The perfect fit, reading `epsilon` at the places of its whole-history window, under the adeps protocol
     on the 16 test goals, beside the best policy in data whose floor is `floor`."""
     protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
+    return protocol_figures(*bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon, len(epsilon),
+                                           protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells), floor, seed)
+
+
+def bayes_paper_pace(floors: list[float], seed: int = 1, window_steps: int = 80, levels: int = 21):
+    """The perfect fit of the paper's own setting: its pace (one long history per goal, so a window's epsilon
+    is all but constant and unknown) and its 80-step window, under the adeps protocol on the test goals,
+    greedily and by sampling. Nothing is trained or chosen."""
+    protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
+    for floor in floors:
+        levels_and_weights = epsilon_levels(LinearSchedule().with_floor(floor), PAPER_PACE["num_steps"], levels)
+        for mode in ("greedy", "sample"):
+            frame, played = unknown_noise_bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0),
+                                                        *levels_and_weights, window_steps,
+                                                        protocol.episodes_for("DarkRoom"), mode, seed)
+            print(json.dumps({"floor": floor, "window_steps": window_steps, "decoding": mode,
+                              **protocol_figures(frame, played, floor, seed)}), flush=True)
+
+
+def protocol_figures(frame, played, floor: float, seed: int = 1) -> dict:
+    """The adeps protocol's figures of a rollout on the test goals, beside the best policy in data whose floor is
+    `floor`: first and last-10 returns with intervals over goals, and the median episode of the first reward."""
+    protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
     best_in_data = demonstrator_return("DarkRoom", goals, floor, episodes_per_task=256, seed=1)
-    frame, played = bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon, len(epsilon),
-                                  protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells)
     table = rollout_table(frame, played, protocol.rollouts_per_task, protocol.last)
     goal_values = per_task(table)
     return {"first": with_ci(goal_values["first"], seed), "last10": with_ci(goal_values["last10"], seed),
@@ -754,6 +777,11 @@ def main():
     parser.add_argument("--bayes", type=float, nargs="+", metavar="FLOOR",
                         help="print the Bayes-optimal predictor's figures under the adeps protocol on the test goals "
                              "for data with each of these epsilon floors (--seed: the evaluation seed) and stop")
+    parser.add_argument("--bayes-paper-pace", type=float, nargs="+", metavar="FLOOR",
+                        help="print the figures of a perfect fit of the paper's own setting (windows of 80 steps cut "
+                             "anywhere in one long history per goal, so epsilon unknown) under the adeps protocol on "
+                             "the test goals, for data with each of these epsilon floors (--seed: the evaluation "
+                             "seed), and stop")
     parser.add_argument("--loss-gap", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these whole-history Dark Room checkpoints' loss against the Bayes-optimal "
                              "predictor's on fresh validation-goal histories and stop")
@@ -805,7 +833,8 @@ def main():
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
-    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "place", "bayes", "loss_gap",
+    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "place", "bayes",
+                                "bayes_paper_pace", "loss_gap",
                                 "average", "ensemble", "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
@@ -835,6 +864,9 @@ def main():
         return
     if args.bayes:
         bayes(args.bayes, args.seed, args.goal_prior)
+        return
+    if args.bayes_paper_pace:
+        bayes_paper_pace(args.bayes_paper_pace, args.seed)
         return
     if args.loss_gap:
         loss_gap(args.loss_gap)

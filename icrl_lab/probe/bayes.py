@@ -83,6 +83,21 @@ def draw_actions(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndar
     return drawn.clip(max=probabilities.shape[-1] - 1)
 
 
+def check_decoding(decoding: str) -> None:
+    if decoding not in ("greedy", "sample"):
+        raise ValueError(f"decoding={decoding!r} is not allowed here: it must be 'greedy' or 'sample' "
+                         f"(the model's other decodings, {DECODINGS}, are rules on top of its prediction)")
+
+
+def decide(probabilities: np.ndarray, decoding: str, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of (envs, actions) probabilities: the most probable (exact ties, as from the centre
+    of an empty room, broken at random) or one drawn."""
+    if decoding == "sample":
+        return draw_actions(probabilities, rng)
+    best = probabilities >= probabilities.max(axis=1, keepdims=True) - 1e-12
+    return np.argmax(best * rng.random(best.shape), axis=1)
+
+
 class BayesDemonstratorAgent:
     """Acts on the posterior predictive of an epsilon-greedy demonstrator of the Dark Room's scripted optimal
     policy, from the last `window_steps - 1` steps and the current cell (a model's window).
@@ -93,9 +108,7 @@ class BayesDemonstratorAgent:
     random) or "sample"."""
 
     def __init__(self, env, epsilon, window_steps: int, decoding: str = "greedy", seed: int = 0, goal_prior=None):
-        if decoding not in ("greedy", "sample"):
-            raise ValueError(f"decoding={decoding!r} is not allowed here: it must be 'greedy' or 'sample' "
-                             f"(the model's other decodings, {DECODINGS}, are rules on top of its prediction)")
+        check_decoding(decoding)
         epsilon = np.asarray(epsilon, dtype=np.float64)
         if epsilon.ndim != 1 or len(epsilon) < window_steps or not ((epsilon >= 0) & (epsilon <= 1)).all():
             raise ValueError(f"epsilon must hold at least window_steps={window_steps} values in [0, 1], one per "
@@ -126,11 +139,7 @@ class BayesDemonstratorAgent:
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         self.cells = np.asarray(observations)  # where these actions are taken, for observe
-        probabilities = self.probabilities(observations)
-        if self.decoding == "sample":
-            return draw_actions(probabilities, self.rng)
-        best = probabilities >= probabilities.max(axis=1, keepdims=True) - 1e-12
-        return np.argmax(best * self.rng.random(best.shape), axis=1)
+        return decide(self.probabilities(observations), self.decoding, self.rng)
 
     def observe(self, actions, rewards, done, next_observations):
         self.past.append((self.cells, np.asarray(actions), np.asarray(rewards), np.asarray(next_observations)))
@@ -147,6 +156,83 @@ def bayes_rollout(tasks, epsilon, window_steps: int, episodes: int, decoding: st
     return play(env, agent, episodes, seed,
                 metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
                           "source": {"name": "bayes_demonstrator", "mode": decoding}})
+
+
+class UnknownNoiseBayesAgent:
+    """A perfect fit of windows cut anywhere in long AD^eps histories (the paper's pace, where epsilon falls so
+    slowly that it is all but constant within a window): a window's epsilon is unknown, so the posterior is over
+    (epsilon, goal) pairs, epsilon on a grid of `epsilons` with prior `weights` (`epsilon_levels`: as often as
+    the schedule spends at each level), the goal uniform. Acts on the posterior predictive of the last
+    `window_steps - 1` steps and the current cell, greedily or by sampling. A context of consistent moves makes
+    a low epsilon likely, and with it the moves' evidence of the goal: acting greedily, the agent takes its
+    own moves for a nearly greedy demonstrator's."""
+
+    def __init__(self, env, epsilons, weights, window_steps: int, decoding: str = "greedy", seed: int = 0):
+        check_decoding(decoding)
+        epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+        if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
+                or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
+            raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
+                             f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
+                             f"{weights.shape}")
+        self.env, self.decoding, self.rng, self.window = env, decoding, np.random.default_rng(seed), window_steps
+        self.epsilons, self.log_weights = epsilons, np.log(weights)
+        self.moves = demonstrator_moves(env.size)
+        shape = (env.num_envs, len(epsilons), env.num_obs)
+        # Sums over the window, kept as it slides: each step's log-likelihood per (epsilon, goal), and how many
+        # of its rewards (seen or not) each goal fails to explain (any one rules the goal out).
+        self.log_likelihood, self.unexplained = np.zeros(shape), np.zeros(shape[::2], dtype=np.int64)
+        self.past = []
+
+    def posterior(self) -> np.ndarray:
+        """(envs, epsilons, goals): the posterior over (epsilon, goal) pairs given the window."""
+        log_joint = np.where(self.unexplained[:, None, :] > 0, -np.inf, self.log_weights[None, :, None] + self.log_likelihood)
+        return normalized(log_joint.reshape(len(log_joint), -1)).reshape(log_joint.shape)
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        """(envs, actions): the predicted distribution of the demonstrator's next action."""
+        posterior = self.posterior()
+        towards = self.moves[observations][..., None] == np.arange(self.env.num_actions)  # (envs, goals, actions)
+        at_random = (posterior.sum(axis=2) @ self.epsilons)[:, None] / self.env.num_actions
+        return at_random + np.einsum("ekg,k,ega->ea", posterior, 1 - self.epsilons, towards)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        self.cells = np.asarray(observations)
+        return decide(self.probabilities(observations), self.decoding, self.rng)
+
+    def observe(self, actions, rewards, done, next_observations):
+        epsilon = np.broadcast_to(self.epsilons, (len(self.cells), len(self.epsilons)))
+        likelihood = action_likelihood(self.moves, self.cells[:, None], np.asarray(actions)[:, None], epsilon,
+                                       self.env.num_actions)
+        unexplained = ~rewards_explained(np.asarray(next_observations), np.asarray(rewards), self.env.num_obs)
+        step = (np.log(likelihood), unexplained.astype(np.int64))
+        self.past.append(step)
+        self.log_likelihood += step[0]
+        self.unexplained += step[1]
+        if len(self.past) > self.window - 1:
+            dropped = self.past.pop(0)
+            self.log_likelihood -= dropped[0]
+            self.unexplained -= dropped[1]
+
+
+def epsilon_levels(schedule, num_steps: int, levels: int = 21) -> tuple[np.ndarray, np.ndarray]:
+    """(epsilons, weights): `levels` evenly spaced values from the schedule's floor to its start, each weighted by the
+    share of a `num_steps`-step history whose epsilon lies nearest to it (every level kept, however rare)."""
+    epsilons = np.linspace(schedule.floor, schedule.start, levels)
+    spent = schedule.values(num_steps)
+    counts = np.bincount(np.abs(spent[:, None] - epsilons[None, :]).argmin(axis=1), minlength=levels) + 1e-9
+    return epsilons, counts / counts.sum()
+
+
+def unknown_noise_bayes_rollout(tasks, epsilons, weights, window_steps: int, episodes: int, decoding: str = "greedy",
+                                seed: int = 0, env_kwargs: dict | None = None):
+    """Play `UnknownNoiseBayesAgent` on Dark Room `tasks` for `episodes` episodes, its context carried across
+    them. Returns (frame, histories)."""
+    env = make_batched("DarkRoom", np.asarray(tasks), **(env_kwargs or {}))
+    agent = UnknownNoiseBayesAgent(env, epsilons, weights, window_steps, decoding, seed)
+    return play(env, agent, episodes, seed,
+                metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
+                          "source": {"name": "unknown_noise_bayes_demonstrator", "mode": decoding}})
 
 
 def bayes_action_probabilities(histories, goal_prior=None) -> np.ndarray:
