@@ -260,6 +260,14 @@ def test_the_papers_pace_asks_for_greedy_exploration_and_not_for_sampling():
     sampled, _ = probe.unknown_noise_bayes_rollout(goals, epsilons, weights, 80, episodes=15, decoding="sample", seed=1)
     last5 = {name: frame[frame["episode"] >= 10]["return"].mean() for name, frame in (("greedy", greedy), ("sample", sampled))}
     assert last5["greedy"] > 12 > 6 > last5["sample"]
+    # What notebook 05 shows: both curves, named in the legend, the greedy one far above the sampled one.
+    ax = plots.protocol_curves({"perfect fit of the paper's setting, greedy": greedy,
+                                "perfect fit of the paper's setting, sample": sampled}, 6.42, 16.75)
+    curves = {line.get_label(): line.get_ydata() for line in ax.get_lines()[:2]}
+    assert curves["perfect fit of the paper's setting, greedy"][-1] > 12 > 4 > curves["perfect fit of the paper's setting, sample"][-1]
+    assert {"perfect fit of the paper's setting, greedy", "perfect fit of the paper's setting, sample"} <= {
+        text.get_text() for text in ax.get_legend().get_texts()}
+    plt.close(ax.figure)
 
 
 def test_a_perfect_fit_that_knows_the_training_goals_still_finds_the_held_out_ones():
