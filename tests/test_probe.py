@@ -246,6 +246,11 @@ def test_a_perfect_fit_of_one_known_noise_level_is_the_fixed_noise_one_and_slide
         cells = env.reset_rows(done) if done.any() else next_cells
     with pytest.raises(ValueError, match="weights positive probabilities summing to 1"):
         probe.UnknownNoiseBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
+    # Along recorded histories, with the whole history in its window, it predicts as the fixed-noise fit does.
+    data = collect_noise_distillation("DarkRoom", goals, num_steps=60, histories_per_task=2, seed=0)
+    data = probe.with_window_epsilon(data, np.full(60, 0.5))  # the fixed-noise fit reads 0.5 at every step
+    np.testing.assert_allclose(probe.unknown_noise_action_probabilities(data, [0.5], [1.0], window_steps=61),
+                               probe.bayes_action_probabilities(data), atol=1e-9)
 
 
 def test_the_papers_pace_asks_for_greedy_exploration_and_not_for_sampling():

@@ -17,6 +17,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 0.5 --seed 1            (a perfect fit, test goals)
     python benchmarks/studies/adeps_greedy.py --bayes 0.4117 --goal-prior fit --seed 1  (the same knowing the fit goals)
     python benchmarks/studies/adeps_greedy.py --bayes-paper-pace 0.5 --seed 1          (the paper's pace and window)
+    python benchmarks/studies/adeps_greedy.py --agreement-paper-pace CHECKPOINT ...   (the same against its perfect fit)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
     python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
     python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
@@ -54,7 +55,8 @@ from icrl_lab.evaluate import (PROTOCOLS, bootstrap_ci, in_context_figures, in_c
                                with_ci)
 from icrl_lab.histories import Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
-                            epsilon_levels, unknown_noise_bayes_rollout,
+                            epsilon_levels, model_action_log_probs, prediction_gap, unknown_noise_action_probabilities,
+                            unknown_noise_bayes_rollout,
                             goal_prior, greedy_contexts, loss_against_bayes, random_histories, with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.probe.representations import residual_stream
@@ -587,6 +589,30 @@ def bayes_protocol_figures(epsilon, floor: float, mode: str = "greedy", seed: in
                                            protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells), floor, seed)
 
 
+def agreement_paper_pace(checkpoints: list[Path], seed: int = 5):
+    """`--agreement` for sliding-window Dark Room models trained at the paper's pace: how far each one's
+    prediction is from the perfect fit of such data (`probe.UnknownNoiseBayesAgent`, its prior the model's
+    data's schedule over a long history), before and after a history's first reward, on the validation
+    goals: on the demonstrator's 400-step histories at constant noise levels from the floor to 1 (a window of
+    the paper's pace holds one level), and on the model's own greedy rollouts of 20 episodes."""
+    validation = study_goals("validation")
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        source, window = record["data"]["source"], model.config.window_steps
+        levels = epsilon_levels(schedule_of(source), PAPER_PACE["num_steps"])  # the shares do not depend on the length
+        demonstrator = join_histories([
+            collect_noise_distillation("DarkRoom", validation, num_steps=400, histories_per_task=2, seed=seed + index,
+                                       schedule=LinearSchedule(start=level), floor=level)
+            for index, level in enumerate(np.linspace(source["floor"], 1, 5))])
+        _, own = in_context_rollout(model, "DarkRoom", np.repeat(validation, 4, axis=0), 20, mode="greedy", seed=seed)
+        line = {"checkpoint": str(checkpoint), "floor": source["floor"]}
+        for name, histories in (("demonstrator", demonstrator), ("own_greedy", own)):
+            line[f"validation: {name}"] = prediction_gap(
+                unknown_noise_action_probabilities(histories, *levels, window),
+                model_action_log_probs(model, histories, whole_history=False), histories)
+        print(json.dumps(line), flush=True)
+
+
 def bayes_paper_pace(floors: list[float], seed: int = 1, window_steps: int = 80, levels: int = 21):
     """The perfect fit of the paper's own setting: its pace (one long history per goal, so a window's epsilon
     is all but constant and unknown) and its 80-step window, under the adeps protocol on the test goals,
@@ -782,6 +808,10 @@ def main():
                              "anywhere in one long history per goal, so epsilon unknown) under the adeps protocol on "
                              "the test goals, for data with each of these epsilon floors (--seed: the evaluation "
                              "seed), and stop")
+    parser.add_argument("--agreement-paper-pace", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print how far these sliding-window Dark Room checkpoints, trained at the paper's pace, "
+                             "predict from a perfect fit of such data, on the demonstrator's contexts and on their own "
+                             "greedy ones, and stop")
     parser.add_argument("--loss-gap", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these whole-history Dark Room checkpoints' loss against the Bayes-optimal "
                              "predictor's on fresh validation-goal histories and stop")
@@ -834,7 +864,7 @@ def main():
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
     probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "place", "bayes",
-                                "bayes_paper_pace", "loss_gap",
+                                "bayes_paper_pace", "agreement_paper_pace", "loss_gap",
                                 "average", "ensemble", "list", "per_goal") if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
@@ -864,6 +894,9 @@ def main():
         return
     if args.bayes:
         bayes(args.bayes, args.seed, args.goal_prior)
+        return
+    if args.agreement_paper_pace:
+        agreement_paper_pace(args.agreement_paper_pace)
         return
     if args.bayes_paper_pace:
         bayes_paper_pace(args.bayes_paper_pace, args.seed)

@@ -18,13 +18,15 @@ and the later ones test what the earlier ones suggest:
   (`loss_against_bayes`), for a prior over all cells or over the training goals (`goal_prior`), and how
   far a model's prediction is from it on the demonstrator's contexts and on its own (`compare_with_bayes`,
   `greedy_contexts`, `with_window_epsilon` for any rollout); and of the paper's own pace, where a window's
-  epsilon is unknown (`UnknownNoiseBayesAgent`, `epsilon_levels`, `unknown_noise_bayes_rollout`);
+  epsilon is unknown (`UnknownNoiseBayesAgent`, `epsilon_levels`, `unknown_noise_bayes_rollout`,
+  `unknown_noise_action_probabilities` along any histories);
 - `report`: all of it for one checkpoint, written as CSV tables and PNG figures.
 """
 from .ablation import ablated, ablation_effects, rank_heads, standard_ablations, unit_metrics
 from .bayes import (BayesDemonstratorAgent, UnknownNoiseBayesAgent, bayes_action_log_probs, bayes_action_probabilities,
                     bayes_rollout, compare_with_bayes, epsilon_levels, goal_prior, greedy_contexts, loss_against_bayes,
-                    unknown_noise_bayes_rollout, with_window_epsilon)
+                    model_action_log_probs, prediction_gap,
+                    unknown_noise_action_probabilities, unknown_noise_bayes_rollout, with_window_epsilon)
 from .attention import (FEATURES, attention_maps, attention_table, episode_attention, episode_of_step, head_types,
                         key_features, marked_cells, recency_profile, reward_attention, step_labels)
 from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories

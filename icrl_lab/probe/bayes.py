@@ -235,6 +235,23 @@ def unknown_noise_bayes_rollout(tasks, epsilons, weights, window_steps: int, epi
                           "source": {"name": "unknown_noise_bayes_demonstrator", "mode": decoding}})
 
 
+def unknown_noise_action_probabilities(histories, epsilons, weights, window_steps: int) -> np.ndarray:
+    """(histories, steps, actions): `UnknownNoiseBayesAgent`'s prediction of each step's action from the
+    steps before it in its window (the last `window_steps - 1`), along Dark Room `histories` as they were
+    played: what a perfect fit of data at the paper's pace predicts there, to set beside a sliding-window
+    model's prediction on the same histories."""
+    env = make_batched("DarkRoom", histories.tasks, **histories.metadata.get("env_kwargs", {}))
+    agent = UnknownNoiseBayesAgent(env, epsilons, weights, window_steps)
+    cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
+    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)
+    predicted = np.empty(cells.shape + (env.num_actions,))
+    for step in range(histories.num_steps):
+        predicted[:, step] = agent.probabilities(cells[:, step])
+        agent.cells = cells[:, step]
+        agent.observe(actions[:, step], histories.rewards[:, step], histories.dones[:, step], next_cells[:, step])
+    return predicted
+
+
 def bayes_action_probabilities(histories, goal_prior=None) -> np.ndarray:
     """(histories, steps, actions): the posterior predictive of each step's action given the earlier steps of
     its history (the whole history as the window, its recorded epsilon at each step): what a perfect fit
@@ -263,10 +280,11 @@ def bayes_action_log_probs(histories, goal_prior=None) -> np.ndarray:
     return np.log(np.take_along_axis(probabilities, histories.actions.astype(np.int64)[..., None], -1)[..., 0])
 
 
-def model_action_log_probs(model, histories) -> np.ndarray:
-    """(histories, steps, actions): a whole-history model's predicted log-probabilities at every step of
-    `histories`, each read as one window (at most the model's window long)."""
-    if histories.num_steps > model.config.window_steps:
+def model_action_log_probs(model, histories, whole_history: bool = True) -> np.ndarray:
+    """(histories, steps, actions): a model's predicted log-probabilities at every step of `histories`. A
+    whole-history model reads each as one window (at most the model's window long); with whole_history=False,
+    a history may be longer, each step seeing the window before it (as a sliding-window model acts)."""
+    if whole_history and histories.num_steps > model.config.window_steps:
         raise ValueError(f"histories of {histories.num_steps} steps do not fit the model's window of "
                          f"{model.config.window_steps}: cut them to at most that many steps")
     with torch.no_grad():
@@ -323,8 +341,15 @@ def compare_with_bayes(model, histories, goal_prior=None) -> dict:
     fit's (nats per step) and the share of steps where the model's most probable action is one of the fit's.
     On the demonstrator's histories this is the part of the loss the model has yet to learn; on its own
     greedy contexts (`greedy_contexts`) it says whether it acts as a perfect fit would there."""
-    bayes = bayes_action_probabilities(histories, goal_prior)
-    log_probs = model_action_log_probs(model, histories)
-    chosen = np.take_along_axis(bayes, log_probs.argmax(-1)[..., None], -1)[..., 0]
-    return by_first_reward(histories, {"kl": (bayes * (np.log(bayes) - log_probs)).sum(-1),
-                                       "argmax_agrees": chosen >= bayes.max(-1) - 1e-9})
+    return prediction_gap(bayes_action_probabilities(histories, goal_prior), model_action_log_probs(model, histories),
+                          histories)
+
+
+def prediction_gap(fit: np.ndarray, log_probs: np.ndarray, histories) -> dict:
+    """How far a model's predicted log-probabilities are from a perfect fit's probabilities at every step of
+    `histories` (both (histories, steps, actions)), before a history's first reward and after it: the
+    Kullback-Leibler divergence of the model's predictive from the fit's (nats per step) and the share of
+    steps where the model's most probable action is one of the fit's."""
+    chosen = np.take_along_axis(fit, log_probs.argmax(-1)[..., None], -1)[..., 0]
+    return by_first_reward(histories, {"kl": (fit * (np.log(fit) - log_probs)).sum(-1),
+                                       "argmax_agrees": chosen >= fit.max(-1) - 1e-9})
