@@ -175,6 +175,11 @@ CANDIDATES = {
     # make are nothing like the data's. Histories whose noise starts at 0.8 (margin 0.17 in round 12) and falls
     # to the same floor make every episode of a window carry evidence of the goal; still AD on a noise curriculum.
     "ad_d64_context400_start0.8": ({**DARK_ROOM, "schedule_start": 0.8}, WHOLE_HISTORY_AD, WHOLE_HISTORY_TRAIN),
+    # Round 20: at the paper's pace a perfect fit explores greedily by taking its own consistent moves for a
+    # nearly greedy demonstrator's (--bayes-paper-pace). Round 6's width-64 model did not; does a larger one,
+    # at the paper's depth, come nearer that fit on its own greedy contexts (--agreement-paper-pace)?
+    "ad_d128_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5}, {"kind": "ad", **D128},
+                                         {**RECIPE_TRAIN, "learning_rate": 1e-3}),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
