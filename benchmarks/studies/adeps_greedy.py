@@ -180,6 +180,12 @@ CANDIDATES = {
     # at the paper's depth, come nearer that fit on its own greedy contexts (--agreement-paper-pace)?
     "ad_d128_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5}, {"kind": "ad", **D128},
                                          {**RECIPE_TRAIN, "learning_rate": 1e-3}),
+    # The paper's own setting for a GPU: its pace, floor, 80-step window, width, depth, heads, dropout (residual
+    # 0.1, attention 0.5), batch and learning rate; one token per step where the paper has three.
+    "ad_d512_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
+                                         {"kind": "ad", "d_model": 512, "n_layer": 4, "n_head": 4, "dropout": 0.1,
+                                          "attention_dropout": 0.5},
+                                         {"batch_size": 512, "learning_rate": 3e-4}),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),

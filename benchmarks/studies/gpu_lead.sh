@@ -36,4 +36,14 @@ cp "$log" "$out/"
 chosen=$(python3 $study --chosen "$log")
 echo "chosen on the validation goals: $chosen"
 python3 -m icrl_lab evaluate "$chosen" --protocol adeps --seed 1 --save "$out/test" | tee "$out/test.jsonl"
-python3 $study --agreement "$chosen" | tee "$out/agreement.jsonl"
+# Against the perfect fit of the candidate's data, where the kit has one: a whole-history window's
+# (--agreement) or the paper's pace's (--agreement-paper-pace).
+agreement=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks/studies'); from adeps_greedy import CANDIDATES, PAPER_PACE
+data, model, _ = CANDIDATES['$name']
+print('--agreement' if model.get('window_steps') == data['num_steps'] else
+      '--agreement-paper-pace' if data['num_steps'] == PAPER_PACE['num_steps'] else '')")
+if [ -n "$agreement" ]; then
+    python3 $study $agreement "$chosen" | tee "$out/agreement.jsonl"
+else
+    echo "no perfect fit of $name's data: no agreement figures"
+fi
