@@ -874,58 +874,31 @@ def main():
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
-    probes = [name for name in ("chosen", "margins", "imitate", "paths", "explore", "agreement", "place", "bayes",
-                                "bayes_paper_pace", "agreement_paper_pace", "loss_gap",
-                                "average", "ensemble", "list", "per_goal") if getattr(args, name)]
+    probe_runs = {
+        "chosen": lambda: print(chosen_checkpoint(args.chosen)),
+        "margins": margins,
+        "imitate": lambda: imitation_rounds(args.imitate, args.rounds, args.updates or 600, args.out, args.seed,
+                                            start=args.start, first_round=args.first_round, soft=args.soft),
+        "paths": lambda: paths(args.paths, args.goals),
+        "explore": lambda: explore(args.explore),
+        "agreement": lambda: agreement(args.agreement),
+        "agreement_paper_pace": lambda: agreement_paper_pace(args.agreement_paper_pace),
+        "place": lambda: place(args.place),
+        "bayes": lambda: bayes(args.bayes, args.seed, args.goal_prior),
+        "bayes_paper_pace": lambda: bayes_paper_pace(args.bayes_paper_pace, args.seed),
+        "loss_gap": lambda: loss_gap(args.loss_gap),
+        "average": lambda: average(args.average, args.seed),
+        "ensemble": lambda: ensemble(args.ensemble, args.seed),
+        "list": lambda: print("\n".join(CANDIDATES)),
+        "per_goal": lambda: per_goal(args.per_goal, args.seed, args.versus),
+    }
+    probes = [name for name in probe_runs if getattr(args, name)]
     training = [f"the candidate {args.name!r}"] * (args.name != "all") + [
         flag(name) for name in ("track_agreement", "only", "seeds", "stop_at", "resume") if getattr(args, name)]
     if len(probes) > 1 or (probes and training):
         parser.error(f"{flag(probes[0])} runs alone: leave out {', '.join([flag(name) for name in probes[1:]] + training)}")
-    if args.chosen:
-        print(chosen_checkpoint(args.chosen))
-        return
-    if args.margins:
-        margins()
-        return
-    if args.imitate:
-        imitation_rounds(args.imitate, args.rounds, args.updates or 600, args.out, args.seed, start=args.start,
-                         first_round=args.first_round, soft=args.soft)
-        return
-    if args.paths:
-        paths(args.paths, args.goals)
-        return
-    if args.explore:
-        explore(args.explore)
-        return
-    if args.agreement:
-        agreement(args.agreement)
-        return
-    if args.place:
-        place(args.place)
-        return
-    if args.bayes:
-        bayes(args.bayes, args.seed, args.goal_prior)
-        return
-    if args.agreement_paper_pace:
-        agreement_paper_pace(args.agreement_paper_pace)
-        return
-    if args.bayes_paper_pace:
-        bayes_paper_pace(args.bayes_paper_pace, args.seed)
-        return
-    if args.loss_gap:
-        loss_gap(args.loss_gap)
-        return
-    if args.average:
-        average(args.average, args.seed)
-        return
-    if args.ensemble:
-        ensemble(args.ensemble, args.seed)
-        return
-    if args.list:
-        print("\n".join(CANDIDATES))
-        return
-    if args.per_goal:
-        per_goal(args.per_goal, args.seed, args.versus)
+    if probes:
+        probe_runs[probes[0]]()
         return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.name != "all":
