@@ -716,21 +716,21 @@ def place(checkpoints: list[Path], seed: int = 5):
         floor, window = record["data"]["source"]["floor"], model.config.window_steps
         epsilon = schedule_of(record["data"]["source"]).values(window)
 
-        def stream(histories):
-            return residual_stream(model, histories)[-1].reshape(-1, model.config.d_model)
+        def features(histories):  # the last layer's stream at every step, and a constant
+            stream = residual_stream(model, histories)[-1].reshape(-1, model.config.d_model)
+            return np.hstack([stream, np.ones((len(stream), 1))])
 
         fit = collect_noise_distillation("DarkRoom", study_goals("fit"), num_steps=window, histories_per_task=4,
                                          floor=floor, seed=seed)
-        features = np.hstack([stream(fit), np.ones((fit.num_histories * window, 1))])
+        features_fit = features(fit)
         target = np.tile(epsilon, fit.num_histories)
-        ridge = 1e-3 * len(features) * np.eye(features.shape[1])
-        weights = np.linalg.solve(features.T @ features + ridge, features.T @ target)
+        ridge = 1e-3 * len(features_fit) * np.eye(features_fit.shape[1])
+        weights = np.linalg.solve(features_fit.T @ features_fit + ridge, features_fit.T @ target)
         validation = study_goals("validation")
         contexts = {"demonstrator": collect_noise_distillation("DarkRoom", validation, num_steps=window,
                                                                histories_per_task=8, floor=floor, seed=seed + 1),
                     "own_greedy": greedy_contexts(model, np.repeat(validation, 4, axis=0), epsilon, seed=seed)}
-        read = {name: (np.hstack([stream(h), np.ones((h.num_histories * window, 1))]) @ weights).reshape(-1, window)
-                for name, h in contexts.items()}
+        read = {name: (features(histories) @ weights).reshape(-1, window) for name, histories in contexts.items()}
         by_episode = [{"episode": episode + 1, "epsilon": round(float(epsilon[episode * 20:(episode + 1) * 20].mean()), 3),
                        **{name: round(float(values[:, episode * 20:(episode + 1) * 20].mean()), 3)
                           for name, values in read.items()}} for episode in range(window // 20)]
