@@ -587,17 +587,19 @@ def bayes(floors: list[float], seed: int = 1, prior: str = "uniform"):
     cells = None if prior == "uniform" else goal_prior(task_split("DarkRoom", "fit"), 9)
     for floor in floors:
         epsilon = LinearSchedule().with_floor(floor).values(DARK_ROOM["num_steps"])
+        best_in_data = best_in_data_on_test_goals(floor)
         for mode in ("greedy", "sample"):
             print(json.dumps({"floor": floor, "goal_prior": prior, "decoding": mode,
-                              **bayes_protocol_figures(epsilon, floor, mode, seed, cells)}), flush=True)
+                              **bayes_protocol_figures(epsilon, best_in_data, mode, seed, cells)}), flush=True)
 
 
-def bayes_protocol_figures(epsilon, floor: float, mode: str = "greedy", seed: int = 1, cells=None) -> dict:
+def bayes_protocol_figures(epsilon, best_in_data: float, mode: str = "greedy", seed: int = 1, cells=None) -> dict:
     """The perfect fit, reading `epsilon` at the places of its whole-history window, under the adeps protocol
-    on the 16 test goals, beside the best policy in data whose floor is `floor`."""
+    on the 16 test goals, beside the data's best policy there (`best_in_data`)."""
     protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
     return protocol_figures(*bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0), epsilon, len(epsilon),
-                                           protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells), floor, seed)
+                                           protocol.episodes_for("DarkRoom"), mode, seed, goal_prior=cells),
+                            best_in_data, seed)
 
 
 def agreement_paper_pace(checkpoints: list[Path], seed: int = 5):
@@ -631,19 +633,25 @@ def bayes_paper_pace(floors: list[float], seed: int = 1, window_steps: int = 80,
     protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
     for floor in floors:
         levels_and_weights = epsilon_levels(LinearSchedule().with_floor(floor), PAPER_PACE["num_steps"], levels)
+        best_in_data = best_in_data_on_test_goals(floor)
         for mode in ("greedy", "sample"):
             frame, played = unknown_noise_bayes_rollout(np.repeat(goals, protocol.rollouts_per_task, axis=0),
                                                         *levels_and_weights, window_steps,
                                                         protocol.episodes_for("DarkRoom"), mode, seed)
             print(json.dumps({"floor": floor, "window_steps": window_steps, "decoding": mode,
-                              **protocol_figures(frame, played, floor, seed)}), flush=True)
+                              **protocol_figures(frame, played, best_in_data, seed)}), flush=True)
 
 
-def protocol_figures(frame, played, floor: float, seed: int = 1) -> dict:
-    """The adeps protocol's figures of a rollout on the test goals, beside the best policy in data whose floor is
-    `floor`: first and last-10 returns with intervals over goals, and the median episode of the first reward."""
-    protocol, goals = PROTOCOLS["adeps"], dark_room_goals("test")
-    best_in_data = demonstrator_return("DarkRoom", goals, floor, episodes_per_task=256, seed=1)
+def best_in_data_on_test_goals(floor: float) -> float:
+    """The return of the best policy in AD^eps data whose floor is `floor` (its demonstrator at the floor) on
+    the 16 test goals."""
+    return demonstrator_return("DarkRoom", dark_room_goals("test"), floor, episodes_per_task=256, seed=1)
+
+
+def protocol_figures(frame, played, best_in_data: float, seed: int = 1) -> dict:
+    """The adeps protocol's figures of a rollout on the test goals, beside the data's best policy there: first
+    and last-10 returns with intervals over goals, and the median episode of the first reward."""
+    protocol = PROTOCOLS["adeps"]
     table = rollout_table(frame, played, protocol.rollouts_per_task, protocol.last)
     goal_values = per_task(table)
     return {"first": with_ci(goal_values["first"], seed), "last10": with_ci(goal_values["last10"], seed),
@@ -738,10 +746,11 @@ def place(checkpoints: list[Path], seed: int = 5):
         # Would reading the noise as this model reads it on its own contexts, or as the floor everywhere, stop a
         # perfect fit from exploring? Its greedy figures under the protocol (test goals, evaluation seed 1).
         misread = epsilon + np.repeat([line["own_greedy"] - line["epsilon"] for line in by_episode], 20)
+        best_in_data = best_in_data_on_test_goals(floor)
         for name, read_epsilon in (("as placed", epsilon), ("as the model reads its own contexts", misread),
                                    ("the floor at every place", np.full(window, epsilon[-1]))):
             print(json.dumps({"checkpoint": str(checkpoint), "perfect_fit_reading_epsilon": name,
-                              **bayes_protocol_figures(np.clip(read_epsilon, 0, 1), floor)}), flush=True)
+                              **bayes_protocol_figures(np.clip(read_epsilon, 0, 1), best_in_data)}), flush=True)
 
 
 def margins(checkpoint: Path = SHIPPED_WHOLE_HISTORY, seed: int = 0):
