@@ -6,7 +6,8 @@ import torch
 
 from icrl_lab import plots, probe
 from icrl_lab.curricula import collect_noise_distillation
-from icrl_lab.envs import dark_room_goals, make_batched, task_split
+from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split
+from icrl_lab.envs.grid import cell_id, move
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
 from icrl_lab.histories import previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
@@ -342,3 +343,63 @@ def test_the_shipped_whole_history_model_predicts_like_a_perfect_fit_on_its_data
     assert on_own["argmax_agrees"] < 0.5 < on_data["argmax_agrees"]
     with pytest.raises(ValueError, match="not a whole number of 20-step episodes"):
         probe.greedy_contexts(ICRLTransformer(ADConfig(num_obs=81, num_actions=5, window_steps=30)), goals, np.ones(30))
+
+
+def brute_force_key_to_door_prediction(steps, cell, epsilons, weights, size, num_actions=5):
+    """The posterior predictive of the Key-to-Door demonstrator written out hypothesis by hypothesis: for every
+    (epsilon, key, door), replay the steps, knowing under it when the key is held, and weigh the hypothesis by
+    its actions' probabilities if it explains every reward seen and not seen."""
+    moves = probe.bayes.demonstrator_moves(size)
+    predictive, total = np.zeros(num_actions), 0.0
+    for epsilon, weight in zip(epsilons, weights):
+        for key in range(size * size):
+            for door in range(size * size):
+                if key == door:
+                    continue
+                likelihood, holds = weight, False
+                for here, action, reward, there, done in steps:
+                    heading = moves[here, door if holds else key]
+                    likelihood *= epsilon / num_actions + (1 - epsilon) * (action == heading)
+                    earned = (there == key and not holds) or (there == door and holds)
+                    if earned != (reward > 0):
+                        likelihood = 0.0
+                    holds = (holds or there == key) and not done
+                heading = moves[cell, door if holds else key]
+                predictive += likelihood * (epsilon / num_actions + (1 - epsilon) * (np.arange(num_actions) == heading))
+                total += likelihood
+    return predictive / total
+
+
+def test_the_key_to_door_perfect_fit_is_the_posterior_predictive_written_out():
+    # A 5x5 room, demonstrator histories long enough to hold rewards and episode ends (horizon 12).
+    env_kwargs = {"size": 5, "horizon": 12}
+    tasks = np.array([[0, 1, 4, 3], [2, 2, 0, 0]])
+    data = collect_noise_distillation("DarkKeyToDoor", tasks, num_steps=40, floor=0.3, seed=0, env_kwargs=env_kwargs)
+    assert data.rewards.sum() > 0 and data.dones.sum() > 2
+    # Where each step lands (after an episode's last step the recorded next observation is the next start).
+    landed = cell_id(*move(*np.divmod(data.observations, 5), data.actions, 5), 5)
+    epsilons, weights = np.array([0.3, 0.9]), np.array([0.4, 0.6])
+    env = make_batched("DarkKeyToDoor", tasks, **env_kwargs)
+    agent = probe.KeyToDoorBayesAgent(env, epsilons, weights, window_steps=41)
+    for t in range(40):
+        cells = data.observations[:, t]
+        predicted = agent.probabilities(cells)
+        assert np.isfinite(predicted).all()
+        for row in range(len(tasks)):
+            steps = [(data.observations[row, s], data.actions[row, s], data.rewards[row, s],
+                      landed[row, s], data.dones[row, s]) for s in range(t)]
+            np.testing.assert_allclose(predicted[row], brute_force_key_to_door_prediction(
+                steps, cells[row], epsilons, weights, 5), atol=1e-9)
+        agent.cells = cells
+        agent.observe(data.actions[:, t], data.rewards[:, t], data.dones[:, t], landed[:, t])
+    with pytest.raises(ValueError, match="weights positive probabilities summing to 1"):
+        probe.KeyToDoorBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
+
+
+def test_the_key_to_door_perfect_fit_finds_and_keeps_held_out_keys_and_doors_greedily():
+    # The recipe's data: windows of 160 steps cut anywhere in 800-step histories, epsilon from 1 to its floor.
+    epsilons, weights = probe.epsilon_levels(LinearSchedule().with_floor(0.75), 800, levels=6)
+    tasks = key_to_door_tasks("test")[:16]
+    frame, _ = probe.key_to_door_bayes_rollout(tasks, epsilons, weights, 160, episodes=15, seed=1)
+    returns = frame.groupby("episode")["return"].mean()
+    assert returns.iloc[0] < 1.0 and returns.iloc[-5:].mean() > 1.9  # the optimum is 2

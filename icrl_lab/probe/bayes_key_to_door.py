@@ -1,0 +1,108 @@
+"""What a perfect fit of AD^eps Key-to-Door data would do: the Bayes-optimal prediction of its demonstrator.
+
+The Key-to-Door demonstrator knows the task, a (key, door) pair: it heads for the key until it holds it,
+then for the door, taking a random action with probability epsilon. Windows of the kit's recipe are cut
+anywhere in long histories along which epsilon falls, so a window's epsilon is unknown, as at the paper's
+pace in Dark Room (`bayes.UnknownNoiseBayesAgent`): the posterior is over (epsilon, key, door). Whether the
+demonstrator holds the key is not observed; under each hypothesis it is known (the key's cell visited in
+this episode), so each hypothesis says which way the demonstrator heads and which rewards it earns.
+
+Two approximations, stated: epsilon is taken as constant within a window (in the recipe's 800-step
+histories it falls by about 0.05 across a 160-step window); and for the oldest episode in a sliding window,
+begun before it, whether the key was held comes from that episode's start, which the window no longer shows
+(an episode is at most 40 steps, so every other episode, the current one included, lies wholly inside).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..envs import make_batched
+from ..evaluate import play
+from .bayes import check_decoding, decide, demonstrator_moves, normalized
+
+
+class KeyToDoorBayesAgent:
+    """Acts on the posterior predictive of an epsilon-greedy Key-to-Door demonstrator from the last
+    `window_steps - 1` steps and the current cell, greedily or by sampling.
+
+    epsilons, weights: the levels epsilon may take and their prior (`bayes.epsilon_levels`)."""
+
+    def __init__(self, env, epsilons, weights, window_steps: int, decoding: str = "greedy", seed: int = 0):
+        check_decoding(decoding)
+        epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+        if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
+                or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
+            raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
+                             f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
+                             f"{weights.shape}")
+        self.env, self.decoding, self.rng, self.window = env, decoding, np.random.default_rng(seed), window_steps
+        self.epsilons, self.log_weights = epsilons, np.log(weights)
+        # Per level, the log-probability of an action that heads for the target and of one that does not.
+        actions = env.num_actions
+        self.log_towards = np.log(epsilons / actions + 1 - epsilons)[:, None, None]
+        self.log_astray = np.log(epsilons / actions)[:, None, None]
+        self.moves = demonstrator_moves(env.size)  # (cells, targets)
+        cells = env.num_obs
+        self.same_cell = np.eye(cells, dtype=bool)  # hypotheses with the key on the door's cell are never true
+        # Sums over the window, kept as it slides: each step's log-likelihood per (epsilon, key, door), and how
+        # many rewards (seen or not) each (key, door) fails to explain (any one rules the pair out).
+        self.log_likelihood = np.zeros((env.num_envs, len(epsilons), cells, cells))
+        self.unexplained = np.zeros((env.num_envs, cells, cells), dtype=np.int64)
+        self.holds_key = np.zeros((env.num_envs, cells), dtype=bool)  # per key cell: visited in this episode
+        self.past = []  # per step: what `step_evidence` needs to recompute it when the window drops it
+
+    def headings(self, cells: np.ndarray, holds_key: np.ndarray) -> np.ndarray:
+        """(envs, keys, doors): the demonstrator's move from each env's cell under each (key, door)."""
+        towards = self.moves[cells]  # (envs, targets)
+        return np.where(holds_key[:, :, None], towards[:, None, :], towards[:, :, None])
+
+    def step_evidence(self, cells, actions, holds_key, rewards, next_cells):
+        """One step's log-likelihood (envs, epsilons, keys, doors) and unexplained rewards (envs, keys, doors)."""
+        heads = self.headings(cells, holds_key) == actions[:, None, None]
+        log_likelihood = np.where(heads[:, None], self.log_towards, self.log_astray)
+        arrived = next_cells[:, None] == np.arange(self.env.num_obs)  # (envs, cells)
+        earned = (arrived & ~holds_key)[:, :, None] | (holds_key[:, :, None] & arrived[:, None, :])
+        return log_likelihood, earned != (rewards > 0)[:, None, None]
+
+    def posterior(self) -> np.ndarray:
+        """(envs, epsilons, keys, doors): the posterior given the window."""
+        ruled_out = (self.unexplained > 0) | self.same_cell
+        log_joint = np.where(ruled_out[:, None], -np.inf, self.log_weights[None, :, None, None] + self.log_likelihood)
+        return normalized(log_joint.reshape(len(log_joint), -1)).reshape(log_joint.shape)
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        """(envs, actions): the predicted distribution of the demonstrator's next action."""
+        posterior = self.posterior()
+        at_random = (posterior.sum(axis=(2, 3)) @ self.epsilons)[:, None] / self.env.num_actions
+        directed = np.einsum("ekcd,k->ecd", posterior, 1 - self.epsilons)
+        heads = self.headings(observations, self.holds_key)
+        return at_random + np.stack([(directed * (heads == action)).sum(axis=(1, 2))
+                                     for action in range(self.env.num_actions)], axis=1)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        self.cells = np.asarray(observations)
+        return decide(self.probabilities(self.cells), self.decoding, self.rng)
+
+    def observe(self, actions, rewards, done, next_observations):
+        step = (self.cells, np.asarray(actions), self.holds_key.copy(), np.asarray(rewards), np.asarray(next_observations))
+        log_likelihood, unexplained = self.step_evidence(*step)
+        self.log_likelihood += log_likelihood
+        self.unexplained += unexplained
+        self.past.append(step)
+        if len(self.past) > self.window - 1:
+            log_likelihood, unexplained = self.step_evidence(*self.past.pop(0))
+            self.log_likelihood -= log_likelihood
+            self.unexplained -= unexplained
+        self.holds_key[np.arange(len(step[4])), step[4]] = True
+        self.holds_key[np.asarray(done, dtype=bool)] = False  # a new episode starts without the key
+
+
+def key_to_door_bayes_rollout(tasks, epsilons, weights, window_steps: int, episodes: int, decoding: str = "greedy",
+                              seed: int = 0, env_kwargs: dict | None = None):
+    """Play `KeyToDoorBayesAgent` on Key-to-Door `tasks` for `episodes` episodes, its context carried across
+    them. Returns (frame, histories)."""
+    env = make_batched("DarkKeyToDoor", np.asarray(tasks), **(env_kwargs or {}))
+    agent = KeyToDoorBayesAgent(env, epsilons, weights, window_steps, decoding, seed)
+    return play(env, agent, episodes, seed,
+                metadata={"env_family": "DarkKeyToDoor", "env_kwargs": env_kwargs or {},
+                          "source": {"name": "key_to_door_bayes_demonstrator", "mode": decoding}})
