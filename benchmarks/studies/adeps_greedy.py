@@ -67,7 +67,7 @@ from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, check_model_files, load_model
 from icrl_lab.recipes import Selection, load_shipped
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
-from icrl_lab.sources import collect_rl_histories
+from icrl_lab.sources import EpsilonGreedyDemonstrator, collect_rl_histories, episode_returns
 from icrl_lab.train import TrainConfig, train
 
 DARK_ROOM = {"family": "DarkRoom", "num_steps": 400, "histories_per_task": 250, "max_perf": 0.5}
@@ -691,7 +691,8 @@ def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1):
     """How each Key-to-Door checkpoint's episodes end under the adeps protocol on the 50 held-out tasks (greedy,
     1,000 episodes, 4 rollouts a task), beside the no-model control: the share of the last 10 episodes that
     return 0 (no key), 1 (the key, not the door) and 2 (the key, then the door), and the median episode of a
-    rollout's first door (the number played where it never opens one)."""
+    rollout's first door (the number played where it never opens one). First, the same shares for the data's
+    best policy (the demonstrator at its floor, 256 episodes a task)."""
     torch.set_num_threads(1)
     protocol, tasks = PROTOCOLS["adeps"], np.repeat(key_to_door_tasks("test"), PROTOCOLS["adeps"].rollouts_per_task, axis=0)
     episodes = protocol.episodes_for("DarkKeyToDoor")
@@ -703,6 +704,11 @@ def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1):
         return {**{f"share_last10_return_{value}": float((last == value).mean()) for value in (0, 1, 2)},
                 "median_first_door_episode": float(np.median(np.where(opened.any(axis=1), opened.argmax(axis=1), episodes)))}
 
+    floor = load_shipped("key_to_door_adeps")[1]["data"]["source"]["floor"]
+    many = make_batched("DarkKeyToDoor", np.repeat(key_to_door_tasks("test"), 256, axis=0))
+    returns = episode_returns(many, EpsilonGreedyDemonstrator(many, floor, seed=seed), seed=seed + 1)
+    print(json.dumps({"agent": "the data's best policy (the demonstrator at its floor, one episode)", "floor": floor,
+                      **{f"share_return_{value}": float((returns == value).mean()) for value in (0, 1, 2)}}), flush=True)
     env = make_batched("DarkKeyToDoor", tasks)
     print(json.dumps({"agent": "no_model", **outcomes(play(env, MemoryAgent(env, seed), episodes, seed)[0])}), flush=True)
     for checkpoint in checkpoints:
