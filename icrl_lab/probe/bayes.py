@@ -89,6 +89,18 @@ def check_decoding(decoding: str) -> None:
                          f"(the model's other decodings, {DECODINGS}, are rules on top of its prediction)")
 
 
+def checked_levels(epsilons, weights) -> tuple[np.ndarray, np.ndarray]:
+    """The levels a window's unknown epsilon may take and their prior, as float arrays, refusing any that are not
+    levels in [0, 1] with positive probabilities summing to 1 (`epsilon_levels` makes them)."""
+    epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
+            or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
+        raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
+                         f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
+                         f"{weights.shape}")
+    return epsilons, weights
+
+
 def decide(probabilities: np.ndarray, decoding: str, rng: np.random.Generator) -> np.ndarray:
     """One action per row of (envs, actions) probabilities: the most probable (exact ties, as from the centre
     of an empty room, broken at random) or one drawn."""
@@ -147,15 +159,22 @@ class BayesDemonstratorAgent:
             self.past.pop(0)
 
 
+def play_fit(family: str, tasks, make_agent, name: str, decoding: str, episodes: int, seed: int,
+             env_kwargs: dict | None):
+    """Play the agent that `make_agent` builds for a batched `family` environment of `tasks` for `episodes`
+    episodes, its context carried across them, recording it as the source `name`. Returns (frame, histories)."""
+    env = make_batched(family, np.asarray(tasks), **(env_kwargs or {}))
+    return play(env, make_agent(env), episodes, seed,
+                metadata={"env_family": family, "env_kwargs": env_kwargs or {}, "source": {"name": name, "mode": decoding}})
+
+
 def bayes_rollout(tasks, epsilon, window_steps: int, episodes: int, decoding: str = "greedy", seed: int = 0,
                   env_kwargs: dict | None = None, goal_prior=None):
     """Play the Bayes-optimal predictor on Dark Room `tasks` for `episodes` episodes, its context carried
     across them (as `evaluate.in_context_rollout` plays a model). Returns (frame, histories)."""
-    env = make_batched("DarkRoom", np.asarray(tasks), **(env_kwargs or {}))
-    agent = BayesDemonstratorAgent(env, epsilon, window_steps, decoding, seed, goal_prior)
-    return play(env, agent, episodes, seed,
-                metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
-                          "source": {"name": "bayes_demonstrator", "mode": decoding}})
+    return play_fit("DarkRoom", tasks, lambda env: BayesDemonstratorAgent(env, epsilon, window_steps, decoding, seed,
+                                                                      goal_prior),
+                    "bayes_demonstrator", decoding, episodes, seed, env_kwargs)
 
 
 class UnknownNoiseBayesAgent:
@@ -169,12 +188,7 @@ class UnknownNoiseBayesAgent:
 
     def __init__(self, env, epsilons, weights, window_steps: int, decoding: str = "greedy", seed: int = 0):
         check_decoding(decoding)
-        epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
-        if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
-                or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
-            raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
-                             f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
-                             f"{weights.shape}")
+        epsilons, weights = checked_levels(epsilons, weights)
         self.env, self.decoding, self.rng, self.window = env, decoding, np.random.default_rng(seed), window_steps
         self.epsilons, self.log_weights = epsilons, np.log(weights)
         self.moves = demonstrator_moves(env.size)
@@ -228,11 +242,9 @@ def unknown_noise_bayes_rollout(tasks, epsilons, weights, window_steps: int, epi
                                 seed: int = 0, env_kwargs: dict | None = None):
     """Play `UnknownNoiseBayesAgent` on Dark Room `tasks` for `episodes` episodes, its context carried across
     them. Returns (frame, histories)."""
-    env = make_batched("DarkRoom", np.asarray(tasks), **(env_kwargs or {}))
-    agent = UnknownNoiseBayesAgent(env, epsilons, weights, window_steps, decoding, seed)
-    return play(env, agent, episodes, seed,
-                metadata={"env_family": "DarkRoom", "env_kwargs": env_kwargs or {},
-                          "source": {"name": "unknown_noise_bayes_demonstrator", "mode": decoding}})
+    return play_fit("DarkRoom", tasks, lambda env: UnknownNoiseBayesAgent(env, epsilons, weights, window_steps, decoding,
+                                                                      seed),
+                    "unknown_noise_bayes_demonstrator", decoding, episodes, seed, env_kwargs)
 
 
 def unknown_noise_action_probabilities(histories, epsilons, weights, window_steps: int) -> np.ndarray:

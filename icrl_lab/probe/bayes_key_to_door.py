@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..envs import make_batched
-from ..evaluate import play
-from .bayes import check_decoding, decide, demonstrator_moves, normalized
+from .bayes import check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
 
 
 class KeyToDoorBayesAgent:
@@ -29,12 +27,7 @@ class KeyToDoorBayesAgent:
 
     def __init__(self, env, epsilons, weights, window_steps: int, decoding: str = "greedy", seed: int = 0):
         check_decoding(decoding)
-        epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
-        if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
-                or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
-            raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
-                             f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
-                             f"{weights.shape}")
+        epsilons, weights = checked_levels(epsilons, weights)
         self.env, self.decoding, self.rng, self.window = env, decoding, np.random.default_rng(seed), window_steps
         self.epsilons, self.log_weights = epsilons, np.log(weights)
         # Per level, the log-probability of an action that heads for the target and of one that does not.
@@ -101,8 +94,6 @@ def key_to_door_bayes_rollout(tasks, epsilons, weights, window_steps: int, episo
                               seed: int = 0, env_kwargs: dict | None = None):
     """Play `KeyToDoorBayesAgent` on Key-to-Door `tasks` for `episodes` episodes, its context carried across
     them. Returns (frame, histories)."""
-    env = make_batched("DarkKeyToDoor", np.asarray(tasks), **(env_kwargs or {}))
-    agent = KeyToDoorBayesAgent(env, epsilons, weights, window_steps, decoding, seed)
-    return play(env, agent, episodes, seed,
-                metadata={"env_family": "DarkKeyToDoor", "env_kwargs": env_kwargs or {},
-                          "source": {"name": "key_to_door_bayes_demonstrator", "mode": decoding}})
+    return play_fit("DarkKeyToDoor", tasks,
+                    lambda env: KeyToDoorBayesAgent(env, epsilons, weights, window_steps, decoding, seed),
+                    "key_to_door_bayes_demonstrator", decoding, episodes, seed, env_kwargs)
