@@ -394,6 +394,8 @@ def test_the_key_to_door_perfect_fit_is_the_posterior_predictive_written_out():
         agent.observe(data.actions[:, t], data.rewards[:, t], data.dones[:, t], landed[:, t])
     with pytest.raises(ValueError, match="weights positive probabilities summing to 1"):
         probe.KeyToDoorBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
+    with pytest.raises(ValueError, match=r"levels in \(0, 1\]"):  # a sliding window could not forget a ruled-out pair
+        probe.KeyToDoorBayesAgent(env, [0.0, 1.0], [0.5, 0.5], window_steps=30)
 
 
 def test_the_key_to_door_perfect_fit_finds_and_keeps_held_out_keys_and_doors_greedily():

@@ -91,13 +91,15 @@ def check_decoding(decoding: str) -> None:
 
 def checked_levels(epsilons, weights) -> tuple[np.ndarray, np.ndarray]:
     """The levels a window's unknown epsilon may take and their prior, as float arrays, refusing any that are not
-    levels in [0, 1] with positive probabilities summing to 1 (`epsilon_levels` makes them)."""
+    levels in (0, 1] with positive probabilities summing to 1 (`epsilon_levels` makes them). A level of 0 is
+    refused: one move off the demonstrator's path would rule a hypothesis out for good, and a sliding window
+    could not forget it (give a small level such as 1e-3 instead)."""
     epsilons, weights = np.asarray(epsilons, dtype=np.float64), np.asarray(weights, dtype=np.float64)
-    if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons >= 0) & (epsilons <= 1)).all() \
+    if epsilons.ndim != 1 or weights.shape != epsilons.shape or not ((epsilons > 0) & (epsilons <= 1)).all() \
             or not (weights > 0).all() or not np.isclose(weights.sum(), 1):
-        raise ValueError(f"epsilons must be levels in [0, 1] and weights positive probabilities summing to 1, "
-                         f"one per level (make them with epsilon_levels); got shapes {epsilons.shape} and "
-                         f"{weights.shape}")
+        raise ValueError(f"epsilons must be levels in (0, 1] and weights positive probabilities summing to 1, "
+                         f"one per level (make them with epsilon_levels, from a floor above 0); got "
+                         f"{epsilons.tolist()} and {weights.tolist()}")
     return epsilons, weights
 
 
