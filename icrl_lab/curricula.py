@@ -16,6 +16,15 @@ from .sources import (EpsilonGreedyDemonstrator, call_repr, check_episode_fits, 
                       collection_metadata, episode_returns, optimal_returns, rollout)
 
 
+def demonstrator_returns(family: str, tasks, epsilon: float, episodes_per_task: int = 64, seed: int = 0,
+                         **env_kwargs) -> np.ndarray:
+    """The epsilon-greedy demonstrator's return in each of `episodes_per_task` episodes of every task, task by task
+    (for how its episodes end, e.g. Key-to-Door's 0, 1 or 2)."""
+    env = make_batched(family, np.repeat(np.asarray(tasks), episodes_per_task, axis=0), **env_kwargs)
+    policy = EpsilonGreedyDemonstrator(env, epsilon, seed=seed)
+    return episode_returns(env, policy, seed=seed + 1)
+
+
 def demonstrator_return(family: str, tasks, epsilon: float, episodes_per_task: int = 64, seed: int = 0,
                         **env_kwargs) -> float:
     """Mean return of the epsilon-greedy demonstrator over `episodes_per_task` episodes of every task.
@@ -23,9 +32,7 @@ def demonstrator_return(family: str, tasks, epsilon: float, episodes_per_task: i
     The same seed gives the same random draws for every epsilon (common random numbers), so the
     estimate changes smoothly with epsilon, which calibration relies on.
     """
-    env = make_batched(family, np.repeat(np.asarray(tasks), episodes_per_task, axis=0), **env_kwargs)
-    policy = EpsilonGreedyDemonstrator(env, epsilon, seed=seed)
-    return float(episode_returns(env, policy, seed=seed + 1).mean())
+    return float(demonstrator_returns(family, tasks, epsilon, episodes_per_task, seed, **env_kwargs).mean())
 
 
 def calibrate_floor(family: str, tasks, max_perf: float, episodes_per_task: int = 64, seed: int = 0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from icrl_lab import curricula
-from icrl_lab.curricula import calibrate_floor, collect_noise_distillation, demonstrator_return
+from icrl_lab.curricula import calibrate_floor, collect_noise_distillation, demonstrator_return, demonstrator_returns
 from icrl_lab.envs import bandit_tasks, dark_room_goals, key_to_door_tasks, make_batched
 from icrl_lab.recipes import RECIPES
 from icrl_lab.schedules import ExponentialSchedule, LinearSchedule, StepSchedule, make_schedule, schedule_of
@@ -49,6 +49,9 @@ def test_demonstrator_extremes():
     optimal = optimal_returns("DarkRoom", TRAIN_GOALS).mean()
     assert demonstrator_return("DarkRoom", TRAIN_GOALS, 0.0) == pytest.approx(optimal)
     assert demonstrator_return("DarkRoom", TRAIN_GOALS, 1.0) < 0.1 * optimal
+    # One return per episode, task by task: without noise, each task's optimum 4 times over.
+    returns = demonstrator_returns("DarkRoom", TRAIN_GOALS, 0.0, episodes_per_task=4)
+    np.testing.assert_allclose(returns, np.repeat(optimal_returns("DarkRoom", TRAIN_GOALS), 4))
 
 
 def test_schedules_shapes():

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icrl_lab.curricula import collect_noise_distillation, demonstrator_return
+from icrl_lab.curricula import collect_noise_distillation, demonstrator_return, demonstrator_returns
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split, token_sizes
 from icrl_lab.evaluate import (PROTOCOLS, MemoryAgent, bootstrap_ci, compare, in_context_figures, in_context_rollout,
                                per_task, play, rollout_table, with_ci)
@@ -67,7 +67,7 @@ from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, check_model_files, load_model
 from icrl_lab.recipes import Selection, load_shipped
 from icrl_lab import sequence_models  # noqa: F401  (adds the GRU and SSM kinds to CONFIGS)
-from icrl_lab.sources import EpsilonGreedyDemonstrator, collect_rl_histories, episode_returns
+from icrl_lab.sources import collect_rl_histories
 from icrl_lab.train import TrainConfig, train
 
 DARK_ROOM = {"family": "DarkRoom", "num_steps": 400, "histories_per_task": 250, "max_perf": 0.5}
@@ -705,8 +705,7 @@ def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1):
                 "median_first_door_episode": float(np.median(np.where(opened.any(axis=1), opened.argmax(axis=1), episodes)))}
 
     floor = load_shipped("key_to_door_adeps")[1]["data"]["source"]["floor"]
-    many = make_batched("DarkKeyToDoor", np.repeat(key_to_door_tasks("test"), 256, axis=0))
-    returns = episode_returns(many, EpsilonGreedyDemonstrator(many, floor, seed=seed), seed=seed + 1)
+    returns = demonstrator_returns("DarkKeyToDoor", key_to_door_tasks("test"), floor, episodes_per_task=256, seed=seed)
     print(json.dumps({"agent": "the data's best policy (the demonstrator at its floor, one episode)", "floor": floor,
                       **{f"share_return_{value}": float((returns == value).mean()) for value in (0, 1, 2)}}), flush=True)
     env = make_batched("DarkKeyToDoor", tasks)
