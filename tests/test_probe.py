@@ -9,7 +9,7 @@ from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split
 from icrl_lab.envs.grid import cell_id, move
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
-from icrl_lab.histories import previous_actions_and_rewards
+from icrl_lab.histories import Histories, previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
 from icrl_lab.recipes import load_shipped
 from icrl_lab.schedules import LinearSchedule, schedule_of
@@ -379,23 +379,37 @@ def test_the_key_to_door_perfect_fit_is_the_posterior_predictive_written_out():
     # Where each step lands (after an episode's last step the recorded next observation is the next start).
     landed = cell_id(*move(*np.divmod(data.observations, 5), data.actions, 5), 5)
     epsilons, weights = np.array([0.3, 0.9]), np.array([0.4, 0.6])
-    env = make_batched("DarkKeyToDoor", tasks, **env_kwargs)
-    agent = probe.KeyToDoorBayesAgent(env, epsilons, weights, window_steps=41)
+    # The agent fed the recorded steps one by one, as `key_to_door_action_probabilities` feeds it.
+    predicted = probe.key_to_door_action_probabilities(data, epsilons, weights, window_steps=41)
+    assert predicted.shape == (2, 40, 5) and np.isfinite(predicted).all()
     for t in range(40):
-        cells = data.observations[:, t]
-        predicted = agent.probabilities(cells)
-        assert np.isfinite(predicted).all()
         for row in range(len(tasks)):
             steps = [(data.observations[row, s], data.actions[row, s], data.rewards[row, s],
                       landed[row, s], data.dones[row, s]) for s in range(t)]
-            np.testing.assert_allclose(predicted[row], brute_force_key_to_door_prediction(
-                steps, cells[row], epsilons, weights, 5), atol=1e-9)
-        agent.cells = cells
-        agent.observe(data.actions[:, t], data.rewards[:, t], data.dones[:, t], landed[:, t])
+            np.testing.assert_allclose(predicted[row, t], brute_force_key_to_door_prediction(
+                steps, data.observations[row, t], epsilons, weights, 5), atol=1e-9)
+    env = make_batched("DarkKeyToDoor", tasks, **env_kwargs)
     with pytest.raises(ValueError, match="weights positive probabilities summing to 1"):
         probe.KeyToDoorBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
     with pytest.raises(ValueError, match=r"levels in \(0, 1\]"):  # a sliding window could not forget a ruled-out pair
         probe.KeyToDoorBayesAgent(env, [0.0, 1.0], [0.5, 0.5], window_steps=30)
+
+
+def test_key_to_door_steps_are_split_by_what_they_seek():
+    # Episode 1 (steps 0-3): the key at step 1, the door at step 3. Episode 2 (4-7): the key at step 6, then
+    # the horizon. Episode 3 (8-11): nothing. With a 5-step window a step sees the 4 before it.
+    rewards = np.zeros((1, 12), np.float32)
+    rewards[0, [1, 3, 6]] = 1
+    dones = np.zeros((1, 12), bool)
+    dones[0, [3, 7, 11]] = True
+    zeros = np.zeros((1, 12), np.int64)
+    history = Histories(zeros, zeros, rewards, dones, key_to_door_tasks("test")[:1],
+                        metadata={"env_family": "DarkKeyToDoor"})
+    parts = {name: np.flatnonzero(mask[0]).tolist() for name, mask in probe.key_to_door_parts(history, 5).items()}
+    assert parts == {"seeking_key": [0, 1, 4, 5, 6, 8, 9, 10, 11], "seeking_door_none_in_window": [2, 3],
+                     "seeking_door_one_in_window": [7], "all": list(range(12))}
+    # A window of 4 steps no longer shows the door of step 3 at step 7.
+    assert probe.key_to_door_parts(history, 4)["seeking_door_one_in_window"].sum() == 0
 
 
 def test_the_key_to_door_perfect_fit_finds_and_keeps_held_out_keys_and_doors_greedily():

@@ -20,6 +20,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --bayes-key-to-door --seed 1            (a perfect fit of Key-to-Door data)
     python benchmarks/studies/adeps_greedy.py --key-to-door-outcomes icrl_lab/checkpoints/key_to_door_adeps --seed 1
     python benchmarks/studies/adeps_greedy.py --agreement-paper-pace CHECKPOINT ...   (the same against its perfect fit)
+    python benchmarks/studies/adeps_greedy.py --agreement-key-to-door CHECKPOINT ...  (the same for Key-to-Door, by what a step seeks)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
     python benchmarks/studies/adeps_greedy.py --paths CHECKPOINT ... --goals fit      (greedy moves)
     python benchmarks/studies/adeps_greedy.py --explore CHECKPOINT ...                (search before the first reward)
@@ -59,7 +60,8 @@ from icrl_lab.histories import Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             epsilon_levels, model_action_log_probs, prediction_gap, unknown_noise_action_probabilities,
                             unknown_noise_bayes_rollout,
-                            goal_prior, greedy_contexts, key_to_door_bayes_rollout, loss_against_bayes, random_histories,
+                            goal_prior, greedy_contexts, key_to_door_action_probabilities, key_to_door_bayes_rollout,
+                            key_to_door_parts, loss_against_bayes, random_histories,
                             with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
 from icrl_lab.probe.representations import residual_stream
@@ -642,6 +644,37 @@ def agreement_paper_pace(checkpoints: list[Path], seed: int = 5):
         print(json.dumps(line), flush=True)
 
 
+def agreement_key_to_door(checkpoints: list[Path], seed: int = 5, tasks: int = 10):
+    """`--agreement` for Key-to-Door checkpoints: how far each one's prediction is from the perfect fit of its
+    data (`probe.KeyToDoorBayesAgent`, epsilon on 6 levels from the floor to 1 as the schedule spends them), on
+    the first `tasks` validation tasks, by what each step seeks (`probe.key_to_door_parts`: the key; the door
+    while the window shows none opened; the door while it shows one): on the demonstrator's 400-step histories
+    at constant noise levels from the floor to 1 (a window cut anywhere in an 800-step history holds nearly
+    one level), and on the model's own greedy rollouts of 30 episodes (4 a task); beside each, the gap of a
+    uniform guess, which is what there is to learn."""
+    torch.set_num_threads(1)
+    validation = task_split("DarkKeyToDoor", "validation")[:tasks]
+    for checkpoint in checkpoints:
+        model, record = load_model(checkpoint)
+        source, window = record["data"]["source"], model.config.window_steps
+        levels = epsilon_levels(schedule_of(source), KEY_TO_DOOR["num_steps"], 6)  # the recipe's and the studies' length
+        demonstrator = join_histories([
+            collect_noise_distillation("DarkKeyToDoor", validation, num_steps=400, seed=seed + index,
+                                       schedule=LinearSchedule(start=level), floor=level)
+            for index, level in enumerate(levels[0])])
+        _, own = in_context_rollout(model, "DarkKeyToDoor", np.repeat(validation, 4, axis=0), 30, mode="greedy",
+                                    seed=seed)
+        line = {"checkpoint": str(checkpoint), "floor": source["floor"], "window_steps": window}
+        for name, histories in (("demonstrator", demonstrator), ("own_greedy", own)):
+            fit, parts = key_to_door_action_probabilities(histories, *levels, window), key_to_door_parts(histories, window)
+            line[f"validation: {name}"] = prediction_gap(
+                fit, model_action_log_probs(model, histories, whole_history=False), histories, parts)
+            # The same gap for a guess with no context (every action alike): how much there is to learn.
+            line[f"validation: {name}, uniform guessing"] = prediction_gap(
+                fit, np.full(fit.shape, -np.log(fit.shape[-1])), histories, parts)
+        print(json.dumps(line), flush=True)
+
+
 def bayes_paper_pace(floors: list[float], seed: int = 1, window_steps: int = 80, levels: int = 21):
     """The perfect fit of the paper's own setting: its pace (one long history per goal, so a window's epsilon
     is all but constant and unknown) and its 80-step window, under the adeps protocol on the test goals,
@@ -914,6 +947,10 @@ def main():
                         help="print how far these sliding-window Dark Room checkpoints, trained at the paper's pace, "
                              "predict from a perfect fit of such data, on the demonstrator's contexts and on their own "
                              "greedy ones, and stop")
+    parser.add_argument("--agreement-key-to-door", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="print how far these Key-to-Door checkpoints predict from a perfect fit of their data, by "
+                             "what each step seeks (the key, an unseen door, a door the window shows), on the "
+                             "demonstrator's contexts and on their own greedy ones, and stop")
     parser.add_argument("--loss-gap", type=Path, nargs="+", metavar="CHECKPOINT",
                         help="print these whole-history Dark Room checkpoints' loss against the Bayes-optimal "
                              "predictor's on fresh validation-goal histories and stop")
@@ -974,6 +1011,7 @@ def main():
         "explore": lambda: explore(args.explore),
         "agreement": lambda: agreement(args.agreement),
         "agreement_paper_pace": lambda: agreement_paper_pace(args.agreement_paper_pace),
+        "agreement_key_to_door": lambda: agreement_key_to_door(args.agreement_key_to_door),
         "place": lambda: place(args.place),
         "bayes": lambda: bayes(args.bayes, args.seed, args.goal_prior),
         "bayes_paper_pace": lambda: bayes_paper_pace(args.bayes_paper_pace, args.seed),

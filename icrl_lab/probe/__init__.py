@@ -21,7 +21,8 @@ and the later ones test what the earlier ones suggest:
   epsilon is unknown (`UnknownNoiseBayesAgent`, `epsilon_levels`, `unknown_noise_bayes_rollout`,
   `unknown_noise_action_probabilities` along any histories);
 - `bayes_key_to_door`: the same for AD^eps Key-to-Door data, its posterior over (epsilon, key, door)
-  (`KeyToDoorBayesAgent`, `key_to_door_bayes_rollout`);
+  (`KeyToDoorBayesAgent`, `key_to_door_bayes_rollout`, `key_to_door_action_probabilities` along any histories,
+  split by what each step seeks with `key_to_door_parts`);
 - `report`: all of it for one checkpoint, written as CSV tables and PNG figures.
 """
 from .ablation import ablated, ablation_effects, rank_heads, standard_ablations, unit_metrics
@@ -29,7 +30,8 @@ from .bayes import (BayesDemonstratorAgent, UnknownNoiseBayesAgent, bayes_action
                     bayes_rollout, compare_with_bayes, epsilon_levels, goal_prior, greedy_contexts, loss_against_bayes,
                     model_action_log_probs, prediction_gap,
                     unknown_noise_action_probabilities, unknown_noise_bayes_rollout, with_window_epsilon)
-from .bayes_key_to_door import KeyToDoorBayesAgent, key_to_door_bayes_rollout
+from .bayes_key_to_door import (KeyToDoorBayesAgent, key_to_door_action_probabilities, key_to_door_bayes_rollout,
+                                key_to_door_parts)
 from .attention import (FEATURES, attention_maps, attention_table, episode_attention, episode_of_step, head_types,
                         key_features, marked_cells, recency_profile, reward_attention, step_labels)
 from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories

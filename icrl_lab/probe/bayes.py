@@ -254,10 +254,18 @@ def unknown_noise_action_probabilities(histories, epsilons, weights, window_step
     steps before it in its window (the last `window_steps - 1`), along Dark Room `histories` as they were
     played: what a perfect fit of data at the paper's pace predicts there, to set beside a sliding-window
     model's prediction on the same histories."""
-    env = make_batched("DarkRoom", histories.tasks, **histories.metadata.get("env_kwargs", {}))
-    agent = UnknownNoiseBayesAgent(env, epsilons, weights, window_steps)
+    return along_histories("DarkRoom", lambda env: UnknownNoiseBayesAgent(env, epsilons, weights, window_steps),
+                           histories)
+
+
+def along_histories(family: str, make_agent, histories) -> np.ndarray:
+    """(histories, steps, actions): the prediction of the agent that `make_agent` builds for a batched `family`
+    grid of the histories' tasks, at each step of `histories`, fed their steps as they were played (where its
+    own moves would have led elsewhere)."""
+    env = make_batched(family, histories.tasks, **histories.metadata.get("env_kwargs", {}))
+    agent = make_agent(env)
     cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
-    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)
+    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # also where episodes end
     predicted = np.empty(cells.shape + (env.num_actions,))
     for step in range(histories.num_steps):
         predicted[:, step] = agent.probabilities(cells[:, step])
@@ -306,11 +314,16 @@ def model_action_log_probs(model, histories, whole_history: bool = True) -> np.n
     return torch.log_softmax(logits, -1).cpu().numpy()
 
 
-def by_first_reward(histories, per_step: dict) -> dict:
-    """Means of (histories, steps) arrays over the steps before a history's first reward (where exploring
-    is decided), after it, and all, with each part's share of the steps."""
+def first_reward_parts(histories) -> dict:
+    """(histories, steps) masks: the steps before a history's first reward (where exploring is decided),
+    after it, and all."""
     before = (np.cumsum(histories.rewards, axis=1) - histories.rewards) == 0  # no reward yet in this history
-    parts = {"before_first_reward": before, "after": ~before, "all": np.ones_like(before)}
+    return {"before_first_reward": before, "after": ~before, "all": np.ones_like(before)}
+
+
+def part_means(parts: dict, per_step: dict) -> dict:
+    """Means of (histories, steps) arrays over each part's steps (`parts`: masks by name), with each part's
+    share of the steps."""
     return {part: {**{name: float(values[steps].mean()) if steps.any() else float("nan")
                       for name, values in per_step.items()}, "share_of_steps": float(steps.mean())}
             for part, steps in parts.items()}
@@ -324,8 +337,9 @@ def loss_against_bayes(model, histories, goal_prior=None) -> dict:
     log_probs = model_action_log_probs(model, histories)
     actions = histories.actions.astype(np.int64)[..., None]
     uniform = np.full(actions.shape[:2], np.log(model.config.num_actions))
-    return by_first_reward(histories, {"model": -np.take_along_axis(log_probs, actions, -1)[..., 0],
-                                       "bayes": -bayes_action_log_probs(histories, goal_prior), "uniform": uniform})
+    return part_means(first_reward_parts(histories), {"model": -np.take_along_axis(log_probs, actions, -1)[..., 0],
+                                                      "bayes": -bayes_action_log_probs(histories, goal_prior),
+                                                      "uniform": uniform})
 
 
 def greedy_contexts(model, tasks, epsilon, seed: int = 0, env_kwargs: dict | None = None):
@@ -359,11 +373,12 @@ def compare_with_bayes(model, histories, goal_prior=None) -> dict:
                           histories)
 
 
-def prediction_gap(fit: np.ndarray, log_probs: np.ndarray, histories) -> dict:
+def prediction_gap(fit: np.ndarray, log_probs: np.ndarray, histories, parts: dict | None = None) -> dict:
     """How far a model's predicted log-probabilities are from a perfect fit's probabilities at every step of
-    `histories` (both (histories, steps, actions)), before a history's first reward and after it: the
-    Kullback-Leibler divergence of the model's predictive from the fit's (nats per step) and the share of
-    steps where the model's most probable action is one of the fit's."""
+    `histories` (both (histories, steps, actions)), by part of the steps (`parts`: masks by name; by default
+    before a history's first reward and after it, `first_reward_parts`): the Kullback-Leibler divergence of
+    the model's predictive from the fit's (nats per step) and the share of steps where the model's most
+    probable action is one of the fit's."""
     chosen = np.take_along_axis(fit, log_probs.argmax(-1)[..., None], -1)[..., 0]
-    return by_first_reward(histories, {"kl": (fit * (np.log(fit) - log_probs)).sum(-1),
-                                       "argmax_agrees": chosen >= fit.max(-1) - 1e-9})
+    return part_means(first_reward_parts(histories) if parts is None else parts,
+                      {"kl": (fit * (np.log(fit) - log_probs)).sum(-1), "argmax_agrees": chosen >= fit.max(-1) - 1e-9})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bayes import check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
+from .bayes import along_histories, check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
 
 
 class KeyToDoorBayesAgent:
@@ -97,3 +97,29 @@ def key_to_door_bayes_rollout(tasks, epsilons, weights, window_steps: int, episo
     return play_fit("DarkKeyToDoor", tasks,
                     lambda env: KeyToDoorBayesAgent(env, epsilons, weights, window_steps, decoding, seed),
                     "key_to_door_bayes_demonstrator", decoding, episodes, seed, env_kwargs)
+
+
+def key_to_door_action_probabilities(histories, epsilons, weights, window_steps: int) -> np.ndarray:
+    """(histories, steps, actions): `KeyToDoorBayesAgent`'s prediction of each step's action from the steps
+    before it in its window (the last `window_steps - 1`), along Key-to-Door `histories` as they were played:
+    what a perfect fit of the recipe's data predicts there, to set beside a model's prediction on the same
+    histories (`bayes.prediction_gap`, with `key_to_door_parts`)."""
+    return along_histories("DarkKeyToDoor", lambda env: KeyToDoorBayesAgent(env, epsilons, weights, window_steps),
+                           histories)
+
+
+def key_to_door_parts(histories, window_steps: int) -> dict:
+    """(histories, steps) masks of what each step of Key-to-Door `histories` is for: seeking the key (no reward
+    yet in its episode); seeking the door while the window before it (the last `window_steps - 1` steps) shows no
+    door opened, so the door must be searched for; seeking it while the window shows one; and all steps."""
+    rewards, dones = histories.rewards > 0, histories.dones.astype(bool)
+    earned = np.cumsum(rewards, axis=1) - rewards  # rewards before each step, in the whole history
+    starts = np.concatenate([np.ones_like(dones[:, :1]), dones[:, :-1]], axis=1)
+    first_of_episode = np.maximum.accumulate(np.where(starts, np.arange(dones.shape[1]), 0), axis=1)
+    holds_key = (earned - np.take_along_axis(earned, first_of_episode, axis=1)) > 0
+    opened = np.cumsum(rewards & holds_key, axis=1)  # doors opened up to and with each step
+    before = np.concatenate([np.zeros_like(opened[:, :1]), opened[:, :-1]], axis=1)
+    dropped = np.concatenate([np.zeros((len(opened), window_steps), opened.dtype), opened], axis=1)[:, :opened.shape[1]]
+    door_in_window = before - dropped > 0  # a door opened within the last window_steps - 1 steps
+    return {"seeking_key": ~holds_key, "seeking_door_none_in_window": holds_key & ~door_in_window,
+            "seeking_door_one_in_window": holds_key & door_in_window, "all": np.ones_like(holds_key)}
