@@ -260,8 +260,8 @@ def unknown_noise_action_probabilities(histories, epsilons, weights, window_step
 
 def along_histories(family: str, make_agent, histories) -> np.ndarray:
     """(histories, steps, actions): the prediction of the agent that `make_agent` builds for a batched `family`
-    grid of the histories' tasks, at each step of `histories`, fed their steps as they were played (where its
-    own moves would have led elsewhere)."""
+    grid of the histories' tasks, at each step of `histories`, fed their steps as they were played rather than
+    its own moves."""
     env = make_batched(family, histories.tasks, **histories.metadata.get("env_kwargs", {}))
     agent = make_agent(env)
     cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
