@@ -341,6 +341,14 @@ def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tupl
     return prev_actions, prev_rewards
 
 
+def within_last(flags: np.ndarray, steps: int) -> np.ndarray:
+    """(histories, steps) bools: whether `flags` is set at each step or at any of the `steps - 1` steps before it
+    (what a window of `steps` steps ending there shows)."""
+    counts = np.cumsum(flags, axis=1)
+    behind = np.concatenate([np.zeros((len(counts), steps), counts.dtype), counts], axis=1)[:, :counts.shape[1]]
+    return counts - behind > 0
+
+
 def model_inputs(histories: Histories, num_actions: int, device=None, rows=None, steps: int | None = None):
     """A model's three inputs for whole histories (the rows given, all by default; their first `steps`
     steps), as tensors on `device`: observations, previous actions and previous rewards."""

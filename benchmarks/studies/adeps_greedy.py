@@ -625,6 +625,16 @@ def bayes_protocol_figures(epsilon, best_in_data: float, mode: str = "greedy", s
                             best_in_data, seed)
 
 
+def constant_noise_histories(family: str, tasks, levels, seed: int, histories_per_task: int = 1,
+                             num_steps: int = 400) -> Histories:
+    """The demonstrator's histories at each of these constant noise `levels` (seeds seed, seed + 1, ...): what
+    a window cut anywhere in a long history whose noise falls slowly holds, nearly one level."""
+    return join_histories([collect_noise_distillation(family, tasks, num_steps=num_steps,
+                                                      histories_per_task=histories_per_task, seed=seed + index,
+                                                      schedule=LinearSchedule(start=level), floor=level)
+                           for index, level in enumerate(levels)])
+
+
 def agreement_paper_pace(checkpoints: list[Path], seed: int = 5):
     """`--agreement` for sliding-window Dark Room models trained at the paper's pace: how far each one's
     prediction is from the perfect fit of such data (`probe.UnknownNoiseBayesAgent`, its prior the model's
@@ -636,10 +646,8 @@ def agreement_paper_pace(checkpoints: list[Path], seed: int = 5):
         model, record = load_model(checkpoint)
         source, window = record["data"]["source"], model.config.window_steps
         levels = epsilon_levels(schedule_of(source), PAPER_PACE["num_steps"])  # the shares do not depend on the length
-        demonstrator = join_histories([
-            collect_noise_distillation("DarkRoom", validation, num_steps=400, histories_per_task=2, seed=seed + index,
-                                       schedule=LinearSchedule(start=level), floor=level)
-            for index, level in enumerate(np.linspace(source["floor"], 1, 5))])
+        demonstrator = constant_noise_histories("DarkRoom", validation, np.linspace(source["floor"], 1, 5), seed,
+                                                histories_per_task=2)
         _, own = in_context_rollout(model, "DarkRoom", np.repeat(validation, 4, axis=0), 20, mode="greedy", seed=seed)
         line = {"checkpoint": str(checkpoint), "floor": source["floor"]}
         for name, histories in (("demonstrator", demonstrator), ("own_greedy", own)):
@@ -663,10 +671,7 @@ def agreement_key_to_door(checkpoints: list[Path], seed: int = 5, tasks: int = 1
         model, record = load_model(checkpoint)
         source, window = record["data"]["source"], model.config.window_steps
         levels = epsilon_levels(schedule_of(source), KEY_TO_DOOR["num_steps"], 6)  # the recipe's and the studies' length
-        demonstrator = join_histories([
-            collect_noise_distillation("DarkKeyToDoor", validation, num_steps=400, seed=seed + index,
-                                       schedule=LinearSchedule(start=level), floor=level)
-            for index, level in enumerate(levels[0])])
+        demonstrator = constant_noise_histories("DarkKeyToDoor", validation, levels[0], seed)
         _, own = in_context_rollout(model, "DarkKeyToDoor", np.repeat(validation, 4, axis=0), 30, mode="greedy",
                                     seed=seed)
         line = {"checkpoint": str(checkpoint), "floor": source["floor"], "window_steps": window}

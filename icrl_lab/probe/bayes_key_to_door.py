@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..histories import within_last
 from .bayes import along_histories, check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
 
 
@@ -117,9 +118,8 @@ def key_to_door_parts(histories, window_steps: int) -> dict:
     starts = np.concatenate([np.ones_like(dones[:, :1]), dones[:, :-1]], axis=1)
     first_of_episode = np.maximum.accumulate(np.where(starts, np.arange(dones.shape[1]), 0), axis=1)
     holds_key = (earned - np.take_along_axis(earned, first_of_episode, axis=1)) > 0
-    opened = np.cumsum(rewards & holds_key, axis=1)  # doors opened up to and with each step
-    before = np.concatenate([np.zeros_like(opened[:, :1]), opened[:, :-1]], axis=1)
-    dropped = np.concatenate([np.zeros((len(opened), window_steps), opened.dtype), opened], axis=1)[:, :opened.shape[1]]
-    door_in_window = before - dropped > 0  # a door opened within the last window_steps - 1 steps
+    opened = rewards & holds_key
+    opened_before = np.concatenate([np.zeros_like(opened[:, :1]), opened[:, :-1]], axis=1)  # opened at the step before
+    door_in_window = within_last(opened_before, window_steps - 1)  # a door opened in the last window_steps - 1 steps
     return {"seeking_key": ~holds_key, "seeking_door_none_in_window": holds_key & ~door_in_window,
             "seeking_door_one_in_window": holds_key & door_in_window, "all": np.ones_like(holds_key)}

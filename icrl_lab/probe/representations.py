@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from ..envs import make_batched
-from ..histories import Histories, model_inputs, previous_actions_and_rewards
+from ..histories import Histories, model_inputs, previous_actions_and_rewards, within_last
 from ..models import ICRLTransformer
 from .attention import marked_cells
 
@@ -51,9 +51,7 @@ def step_targets(histories: Histories, num_actions: int, window_steps: int) -> d
     _, prev_rewards = previous_actions_and_rewards(histories, num_actions)
     everywhere = np.ones((histories.num_histories, steps), dtype=bool)
     # A reward is in view when a token in the window (the step itself and the window_steps - 1 before) carries one.
-    rewarded = np.cumsum(prev_rewards > 0, axis=1)
-    behind = np.concatenate([np.zeros((histories.num_histories, window_steps)), rewarded], 1)[:, :steps]
-    shown = (rewarded - behind) > 0
+    shown = within_last(prev_rewards > 0, window_steps)
     targets = {"reward_in_context": ("binary", shown.astype(np.int64), everywhere)}
     metadata = histories.metadata
     env = make_batched(metadata["env_family"], histories.tasks, **metadata.get("env_kwargs", {}))
