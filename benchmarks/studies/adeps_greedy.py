@@ -29,6 +29,8 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --margins                               (what a perfect fit's argmax rests on)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --rounds 5 --out DIR    (imitation on own contexts, DAgger)
     python benchmarks/studies/adeps_greedy.py --imitate bayes --soft --rounds 5 --out DIR  (the same on soft labels)
+    python benchmarks/studies/adeps_greedy.py --imitate bayes --start icrl_lab/checkpoints/key_to_door_adeps --out DIR
+                                                                                      (the same for Key-to-Door)
 
 Each candidate writes OUT/NAME-seedS.jsonl (one line per evaluation), OUT/NAME-seedS/ (its latest checkpoint) and
 OUT/NAME-seedS-atU/ (a copy of the checkpoint evaluated after U updates); with --track-agreement also
@@ -56,7 +58,7 @@ from icrl_lab.curricula import collect_noise_distillation, demonstrator_return, 
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split, token_sizes
 from icrl_lab.evaluate import (PROTOCOLS, MemoryAgent, bootstrap_ci, compare, in_context_figures, in_context_rollout,
                                per_task, play, rollout_table, with_ci)
-from icrl_lab.histories import Histories, join_histories, load_histories
+from icrl_lab.histories import STEP_ARRAYS, Histories, join_histories, load_histories
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             epsilon_levels, model_action_log_probs, prediction_gap, unknown_noise_action_probabilities,
                             unknown_noise_bayes_rollout,
@@ -392,8 +394,8 @@ SHIPPED_WHOLE_HISTORY = Path("icrl_lab/checkpoints/dark_room_adeps_whole_history
 
 
 def teacher_probabilities(histories: Histories, teacher: str) -> np.ndarray:
-    """A teacher's action probabilities at every step of `histories` (a model's own rollouts, carrying the
-    demonstrator's epsilon at each position of the window). "bayes": a perfect fit of the AD^eps data (its
+    """A teacher's action probabilities at every step of Dark Room `histories` (a model's own rollouts, carrying
+    the demonstrator's epsilon at each position of the window). "bayes": a perfect fit of the AD^eps data (its
     posterior predictive, uniform prior), which reads every move in the context as the demonstrator's and
     needs no goal. "demonstrator": the AD^eps demonstrator itself at that epsilon, which knows the goal (as
     DPT's labels do)."""
@@ -403,26 +405,113 @@ def teacher_probabilities(histories: Histories, teacher: str) -> np.ndarray:
     return epsilon / 5 + (1 - epsilon) * np.eye(5)[toward_goal(histories)]
 
 
-def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0, per_goal: int = 50,
+class DarkRoomTeaching:
+    """What `imitation_rounds` needs of whole-history Dark Room: every fit goal rolled out for one window,
+    `per_goal` times, labelled by `teacher_probabilities`; its validation is the studies' (8 goals, 40 episodes)
+    and its own-context check `compare_with_bayes` before the first reward."""
+
+    validation_episodes = 40
+
+    def __init__(self, model, record, teacher: str, per_goal: int = 50):
+        self.teacher, self.per_goal, self.window = teacher, per_goal, model.config.window_steps
+        self.epsilon = schedule_of(record["data"]["source"]).values(self.window)
+        self.data_settings = {key: value for key, value in DARK_ROOM.items() if key != "family"}
+        self.settings = {"per_goal": per_goal}
+
+    def label(self, model, temperatures, rng):
+        """Yields (rollouts, the teacher's probabilities at their steps), chunk by chunk."""
+        # In chunks: the labels' posterior is (rows, steps, cells).
+        for goals in np.array_split(task_split("DarkRoom", "fit"), 8):
+            for temperature in temperatures:
+                _, played = in_context_rollout(model, "DarkRoom",
+                                               np.repeat(goals, self.per_goal // len(temperatures), axis=0),
+                                               self.window // 20, mode="sample", temperature=temperature,
+                                               seed=int(rng.integers(2**31)))
+                played = with_window_epsilon(played, self.epsilon)
+                yield played, teacher_probabilities(played, self.teacher)
+
+    def own_context_gap(self, model, seed: int) -> dict:
+        contexts = greedy_contexts(model, np.repeat(task_split("DarkRoom", "validation"), 4, axis=0), self.epsilon,
+                                   seed=seed)
+        return {"own_greedy_against_perfect_fit": compare_with_bayes(model, contexts)["before_first_reward"]}
+
+
+class KeyToDoorTeaching:
+    """What `imitation_rounds` needs of Key-to-Door: each round, `tasks_per_round` fit tasks drawn afresh, each
+    rolled out once for as many steps as the data's histories (800), labelled by the perfect fit of the model's
+    data (`probe.KeyToDoorBayesAgent`, 6 noise levels, the model's window); training cuts windows anywhere in
+    them, as in the data. Its validation is the studies' (the 50 validation tasks, 30 episodes) and its
+    own-context check `key_to_door_gap` on the model's greedy rollouts (the first 10 validation tasks, 4 each,
+    30 episodes). The data keep `histories_per_task` demonstrator histories of each fit task (the recipe has 12):
+    the rounds train 600 updates of 64 windows, far fewer than the data hold either way, and fewer of them keep
+    the labelled rollouts from being a sliver of what is sampled (3,800 histories against 475 a round)."""
+
+    validation_episodes = 30
+
+    def __init__(self, model, record, teacher: str, tasks_per_round: int = 475, histories_per_task: int = 4):
+        if teacher != "bayes":
+            raise SystemExit(f"--imitate {teacher} is Dark Room's: a Key-to-Door model's own rollouts carry no "
+                             f"demonstrator epsilon to act at; use --imitate bayes")
+        self.tasks_per_round, self.window = tasks_per_round, model.config.window_steps
+        self.steps = KEY_TO_DOOR["num_steps"]
+        self.levels = epsilon_levels(schedule_of(record["data"]["source"]), self.steps, 6)
+        self.data_settings = {**{key: value for key, value in KEY_TO_DOOR.items() if key != "family"},
+                              "histories_per_task": histories_per_task}
+        self.settings = {"tasks_per_round": tasks_per_round, "epsilons": self.levels[0].round(3).tolist()}
+
+    def label(self, model, temperatures, rng):
+        """Yields (rollouts, the perfect fit's probabilities at their steps), chunk by chunk."""
+        fit = task_split("DarkKeyToDoor", "fit")
+        chosen = fit[rng.choice(len(fit), self.tasks_per_round, replace=False)]
+        # In chunks (the fit's posterior is (rows, 6, 81, 81)), each sampled at one of the temperatures in turn.
+        for index, tasks in enumerate(np.array_split(chosen, 4 * len(temperatures))):
+            played = rollout_steps(model, "DarkKeyToDoor", tasks, self.steps, temperatures[index % len(temperatures)],
+                                   int(rng.integers(2**31)))
+            yield played, key_to_door_action_probabilities(played, *self.levels, self.window)
+
+    def own_context_gap(self, model, seed: int) -> dict:
+        validation = task_split("DarkKeyToDoor", "validation")[:10]
+        _, own = in_context_rollout(model, "DarkKeyToDoor", np.repeat(validation, 4, axis=0), 30, mode="greedy",
+                                    seed=seed)
+        gap, uniform = key_to_door_gap(model, own, self.levels, self.window)
+        return {"own_greedy_against_perfect_fit": gap, "own_greedy_uniform_guessing": uniform}
+
+
+def rollout_steps(model, family: str, tasks, steps: int, temperature: float, seed: int) -> Histories:
+    """A model's rollouts on `tasks`, sampled at `temperature`, cut to their first `steps` steps: played for as
+    many episodes as that takes (an episode can end early, so more than steps / horizon may be needed)."""
+    episodes = -(-steps // make_batched(family, np.asarray(tasks)[:1]).horizon)
+    while True:
+        _, played = in_context_rollout(model, family, tasks, episodes, mode="sample", temperature=temperature,
+                                       seed=seed)
+        if played.num_steps >= steps:
+            return replace(played, **{name: getattr(played, name)[:, :steps] for name in STEP_ARRAYS})
+        episodes *= 2
+
+
+def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0,
                      temperatures: tuple = (0.01, 0.3), start: Path = SHIPPED_WHOLE_HISTORY, first_round: int = 1,
                      soft: bool = False):
-    """Imitation on the learner's own contexts (DAgger), in rounds: roll the model out on the fit goals (one
-    window each, `per_goal` rollouts per goal split among the sampling `temperatures`: nearly greedy, and a
-    little wider), label every step with an action drawn from the `teacher`'s prediction there
-    (`teacher_probabilities`), or with `soft` with the prediction itself (its probabilities, the target
-    "action_probabilities"; the AD^eps data's are then one-hot), and train the model on from its weights for
-    `updates` updates on the AD^eps data (labelled with its own next actions, as AD is) and every round's
-    labelled rollouts so far. Starts from the
-    shipped whole-history model; after each round, logs its validation figures and how far its prediction is
-    from a perfect fit's on its own greedy contexts (validation goals). A departure from AD either way: the
-    labels come from a teacher, not from the data. Each round's labelled rollouts are kept beside its checkpoint
+    """Imitation on the learner's own contexts (DAgger), in rounds: roll the model out on fit tasks (sampling at
+    each of `temperatures`, split among the rollouts: nearly greedy, and a little wider), label every step with
+    an action drawn from the `teacher`'s prediction there, or with `soft` with the prediction itself (its
+    probabilities, the target "action_probabilities"; the AD^eps data's are then one-hot), and train the model
+    on from its weights for `updates` updates on the AD^eps data (labelled with its own next actions, as AD is)
+    and every round's labelled rollouts so far. Which rollouts and labels depends on the family of the `start`
+    checkpoint (`DarkRoomTeaching`, by default from the shipped whole-history model, or `KeyToDoorTeaching`).
+    After each round, logs its validation figures and how far its prediction is from a perfect fit's on its
+    own greedy contexts. A departure from AD either way: the labels come from a teacher, not from the data.
+    Each round's labelled rollouts are kept beside its checkpoint
     (OUT/NAME-roundK-rollouts.h5). To go on with a run, start from its last round's checkpoint with
     `first_round` the next round's number: the new rounds aggregate the earlier rounds' rollouts in `out`. A run
     that would overwrite another, or lacks an earlier round's rollouts (an interrupted run), is refused with the
     command that continues from the last complete round."""
     torch.set_num_threads(1)
+    model, record = load_model(start)
+    family = record["data"]["env_family"]
+    teaching = (DarkRoomTeaching if family == "DarkRoom" else KeyToDoorTeaching)(model, record, teacher)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"dagger_{teacher}{'_soft' if soft else ''}-seed{seed}"
+    name = f"dagger_{teacher}{'_soft' if soft else ''}{'' if family == 'DarkRoom' else '_key_to_door'}-seed{seed}"
     log_path = out / f"{name}.jsonl"
 
     def rollouts_path(round_number):
@@ -451,22 +540,19 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     if first_round == 1 and log_path.is_file():
         raise SystemExit(f"{log_path} exists: a run of {name} is already there and would be overwritten; "
                          f"{continue_hint()}")
-    fit, validation = task_split("DarkRoom", "fit"), task_split("DarkRoom", "validation")
-    model, record = load_model(start)
-    window = model.config.window_steps
-    epsilon = schedule_of(record["data"]["source"]).values(window)
-    data_settings = {key: value for key, value in DARK_ROOM.items() if key != "family"}
-    data = collect_noise_distillation("DarkRoom", fit, seed=seed, **data_settings)
+    validation = task_split(family, "validation")
+    data = collect_noise_distillation(family, task_split(family, "fit"), seed=seed, **teaching.data_settings)
     data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
     if soft:
         data = replace(data, action_probabilities=np.eye(5, dtype=np.float32)[data.actions])
     model_config = replace(model.config, target="action_probabilities" if soft else "optimal_actions")
-    settings = TrainConfig(updates=updates, seed=seed, batch_size=64, context_steps=window, learning_rate=1e-3,
-                           weight_decay=1e-4)
+    settings = TrainConfig(updates=updates, seed=seed, batch_size=64, context_steps=model.config.window_steps,
+                           learning_rate=1e-3, weight_decay=1e-4)
     own = [load_histories(rollouts_path(number)) for number in range(1, first_round)]
     header = {"name": name, "teacher": teacher, "soft": soft, "rounds": rounds, "first_round": first_round,
-              "start": str(start), "rollouts_of_earlier_rounds": list(range(1, first_round)), "per_goal": per_goal,
-              "temperatures": list(temperatures), "data": data_settings, "train": asdict(settings)}
+              "start": str(start), "rollouts_of_earlier_rounds": list(range(1, first_round)),
+              "teaching": teaching.settings, "temperatures": list(temperatures), "data": teaching.data_settings,
+              "train": asdict(settings)}
     with log_path.open("w" if first_round == 1 else "a") as f:
         f.write(json.dumps(header) + "\n")
     started = time.perf_counter()
@@ -475,30 +561,22 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
             continue  # the start was logged as the last round of the run it continues
         if round_number >= first_round:
             rng = np.random.default_rng([seed, round_number])
-            labelled = []
-            for goals in np.array_split(fit, 8):  # in chunks: the labels' posterior is (rows, steps, cells)
-                for temperature in temperatures:
-                    _, played = in_context_rollout(model, "DarkRoom",
-                                                   np.repeat(goals, per_goal // len(temperatures), axis=0),
-                                                   window // 20, mode="sample", temperature=temperature,
-                                                   seed=int(rng.integers(2**31)))
-                    played = with_window_epsilon(played, epsilon)
-                    probabilities = teacher_probabilities(played, teacher)
-                    labelled.append(replace(played, optimal_actions=draw_actions(probabilities, rng),
-                                            action_probabilities=probabilities.astype(np.float32) if soft else None))
+            labelled = [replace(played, optimal_actions=draw_actions(probabilities, rng),
+                                action_probabilities=probabilities.astype(np.float32) if soft else None)
+                        for played, probabilities in teaching.label(model, temperatures, rng)]
             own.append(join_histories(labelled, labelled[0].metadata))
             own[-1].save(rollouts_path(round_number))
-            training = join_histories([data, *own], {**data.metadata, "imitation_rounds": {
-                "teacher": teacher, "round": round_number, "start": str(start)}})
+            # Without epsilon, which the labels' targets do not read and Key-to-Door's rollouts do not carry.
+            training = join_histories([replace(part, epsilon=None) for part in (data, *own)], {
+                **data.metadata, "imitation_rounds": {"teacher": teacher, "round": round_number, "start": str(start)}})
             checkpoint = out / f"{name}-round{round_number}"
             model, _ = train(model_config, training, settings, out_dir=checkpoint, initial_weights=
                              out / f"{name}-round{round_number - 1}" if round_number > first_round else start,
                              record=asdict(training.provenance()), progress=False, overwrite=True)
         line = {"round": round_number, "own_histories": sum(part.num_histories for part in own),
                 "seconds": round(time.perf_counter() - started, 1),
-                **validation_figures(model, "DarkRoom", validation, 40, seed=seed)}
-        contexts = greedy_contexts(model, np.repeat(validation, 4, axis=0), epsilon, seed=seed)
-        line["own_greedy_against_perfect_fit"] = compare_with_bayes(model, contexts)["before_first_reward"]
+                **validation_figures(model, family, validation, teaching.validation_episodes, seed=seed),
+                **teaching.own_context_gap(model, seed)}
         with log_path.open("a") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)
@@ -676,16 +754,21 @@ def agreement_key_to_door(checkpoints: list[Path], seed: int = 5, tasks: int = 1
                                     seed=seed)
         line = {"checkpoint": str(checkpoint), "floor": source["floor"], "window_steps": window}
         for name, histories in (("demonstrator", demonstrator), ("own_greedy", own)):
-            fit, parts = key_to_door_action_probabilities(histories, *levels, window), key_to_door_parts(histories, window)
-            line[f"validation: {name}"] = prediction_gap(
-                fit, model_action_log_probs(model, histories, whole_history=False), histories, parts)
-            # The same gap for a guess with no context (every action alike): how much there is to learn. (Its
-            # argmax is a tie, so only the divergence is kept.)
-            uniform = prediction_gap(fit, np.full(fit.shape, -np.log(fit.shape[-1])), histories, parts)
-            line[f"validation: {name}, uniform guessing"] = {
-                part: {key: value for key, value in figures.items() if key != "argmax_agrees"}
-                for part, figures in uniform.items()}
+            line[f"validation: {name}"], line[f"validation: {name}, uniform guessing"] = key_to_door_gap(
+                model, histories, levels, window)
         print(json.dumps(line), flush=True)
+
+
+def key_to_door_gap(model, histories: Histories, levels, window: int) -> tuple[dict, dict]:
+    """How far a Key-to-Door model's prediction is from the perfect fit of its data (`levels`: the fit's noise
+    levels and weights) along `histories`, by what each step seeks (`probe.key_to_door_parts`); and the same
+    gap for a guess with no context (every action alike), which is what there is to learn. (Its argmax is a
+    tie, so only the divergence is kept.)"""
+    fit, parts = key_to_door_action_probabilities(histories, *levels, window), key_to_door_parts(histories, window)
+    gap = prediction_gap(fit, model_action_log_probs(model, histories, whole_history=False), histories, parts)
+    uniform = prediction_gap(fit, np.full(fit.shape, -np.log(fit.shape[-1])), histories, parts)
+    return gap, {part: {key: value for key, value in figures.items() if key != "argmax_agrees"}
+                 for part, figures in uniform.items()}
 
 
 def bayes_paper_pace(floors: list[float], seed: int = 1, window_steps: int = 80, levels: int = 21):
@@ -992,8 +1075,9 @@ def main():
                         help="print, per episode of a perfect fit's greedy window, the probability margin its greedy "
                              "choice rests on before the first reward, and stop")
     parser.add_argument("--imitate", choices=TEACHERS,
-                        help="imitation on the shipped whole-history model's own contexts, labelled by this teacher, "
-                             "for --rounds rounds of --updates updates (--out, --seed), and stop")
+                        help="imitation on the own contexts of the model of --start (Dark Room or Key-to-Door), "
+                             "labelled by this teacher, for --rounds rounds of --updates updates (--out, --seed), "
+                             "and stop")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--soft", action="store_true",
                         help="with --imitate: train on the teacher's action probabilities rather than on an action "
