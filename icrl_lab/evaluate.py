@@ -26,7 +26,7 @@ import torch
 from .curricula import demonstrator_return
 from .envs import FAMILIES, make_batched
 from .envs.grid import shortest_path_action
-from .histories import Histories, Provenance, previous_actions_and_rewards
+from .histories import Histories, Provenance, episode_of_step, previous_actions_and_rewards
 from .sources import collect_rl_histories, optimal_returns
 
 DECODINGS = ("greedy", "sample", "greedy_when_rewarded")
@@ -248,8 +248,7 @@ def rollout_table(frame: pd.DataFrame, played: Histories, rollouts_per_task: int
     episodes = returns.shape[1]
     rewarded = played.rewards > 0
     first_step = np.where(rewarded.any(axis=1), rewarded.argmax(axis=1), played.num_steps)
-    episode_of = np.concatenate([np.zeros((played.num_histories, 1), dtype=np.int64),
-                                 np.cumsum(played.dones, axis=1)[:, :-1]], axis=1)
+    episode_of = episode_of_step(played.dones)
     first_episode = np.array([episode_of[row, step] if step < played.num_steps else episodes
                               for row, step in enumerate(first_step)])
     cells_before = np.array([len(np.unique(played.observations[row, :step + 1])) for row, step in enumerate(first_step)])

@@ -341,6 +341,12 @@ def previous_actions_and_rewards(histories: Histories, num_actions: int) -> tupl
     return prev_actions, prev_rewards
 
 
+def episode_of_step(dones: np.ndarray) -> np.ndarray:
+    """The episode number (0, 1, ...) of every step, from the `dones` flags of (histories, steps)."""
+    dones = np.asarray(dones, dtype=np.int64)
+    return np.cumsum(dones, axis=-1) - dones
+
+
 def within_last(flags: np.ndarray, steps: int) -> np.ndarray:
     """(histories, steps) bools: whether `flags` is set at each step or at any of the `steps - 1` steps before it
     (what a window of `steps` steps ending there shows)."""

@@ -9,7 +9,7 @@ from icrl_lab.curricula import collect_noise_distillation
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split
 from icrl_lab.envs.grid import cell_id, move
 from icrl_lab.evaluate import bootstrap_ci, in_context_rollout
-from icrl_lab.histories import Histories, previous_actions_and_rewards
+from icrl_lab.histories import Histories, episode_of_step, previous_actions_and_rewards
 from icrl_lab.models import ADConfig, ICRLTransformer, rotate, window_mask
 from icrl_lab.recipes import load_shipped
 from icrl_lab.schedules import LinearSchedule, schedule_of
@@ -52,7 +52,7 @@ def test_reward_attention_measures_the_lift_over_uniform_attention():
 
 def test_episode_attention_counts_episodes_back():
     dones = np.array([[0, 1, 0, 1, 0, 1]], bool)
-    np.testing.assert_array_equal(probe.episode_of_step(dones), [[0, 0, 1, 1, 2, 2]])
+    np.testing.assert_array_equal(episode_of_step(dones), [[0, 0, 1, 1, 2, 2]])
     on_first_step = np.zeros((6, 6))
     on_first_step[:, 0] = 1.0  # every step looks at the very first one
     table = probe.episode_attention(on_first_step[None, None, None], dones, max_back=1)

@@ -32,7 +32,7 @@ from .bayes import (BayesDemonstratorAgent, UnknownNoiseBayesAgent, bayes_action
                     unknown_noise_action_probabilities, unknown_noise_bayes_rollout, with_window_epsilon)
 from .bayes_key_to_door import (KeyToDoorBayesAgent, key_to_door_action_probabilities, key_to_door_bayes_rollout,
                                 key_to_door_parts)
-from .attention import (FEATURES, attention_maps, attention_table, episode_attention, episode_of_step, head_types,
+from .attention import (FEATURES, attention_maps, attention_table, episode_attention, head_types,
                         key_features, marked_cells, recency_profile, reward_attention, step_labels)
 from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories
 from .interventions import INTERVENTIONS, context_interventions, continue_in_context, edit_context, reached_cells

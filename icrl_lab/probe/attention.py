@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..envs import make_batched
-from ..histories import Histories, model_inputs, previous_actions_and_rewards
+from ..histories import Histories, episode_of_step, model_inputs, previous_actions_and_rewards
 from ..models import attention_per_step
 
 FEATURES = ("rewarded", "previous", "same_cell_earlier", "induction", "goal_cell")
@@ -43,12 +43,6 @@ def _visible(num_steps: int, window_steps: int) -> np.ndarray:
     """(queries, keys) mask of the keys each query step may attend to: itself and the window before it."""
     offset = np.arange(num_steps)[:, None] - np.arange(num_steps)[None, :]
     return (offset >= 0) & (offset < window_steps)
-
-
-def episode_of_step(dones: np.ndarray) -> np.ndarray:
-    """The episode number (0, 1, ...) of every step, from the `dones` flags of (histories, steps)."""
-    dones = np.asarray(dones, dtype=np.int64)
-    return np.cumsum(dones, axis=-1) - dones
 
 
 def marked_cells(histories: Histories) -> np.ndarray:
