@@ -1,4 +1,6 @@
 """Probes (icrl_lab.probe): attention maps and their typing, ablations, context edits, linear probes, exploration."""
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -393,6 +395,27 @@ def test_the_key_to_door_perfect_fit_is_the_posterior_predictive_written_out():
         probe.KeyToDoorBayesAgent(env, [0.5, 1.0], [0.5, 0.6], window_steps=30)
     with pytest.raises(ValueError, match=r"levels in \(0, 1\]"):  # a sliding window could not forget a ruled-out pair
         probe.KeyToDoorBayesAgent(env, [0.0, 1.0], [0.5, 0.5], window_steps=30)
+
+
+def test_the_key_to_door_perfect_fit_of_a_cut_history_starts_from_the_cells_reached_at_the_cut():
+    env_kwargs = {"size": 5, "horizon": 12}
+    data = collect_noise_distillation("DarkKeyToDoor", np.array([[0, 1, 4, 3], [2, 2, 0, 0]]), num_steps=40, floor=0.3,
+                                      seed=0, env_kwargs=env_kwargs)
+    levels, window = (np.array([0.3, 0.9]), np.array([0.4, 0.6])), 10
+    whole = probe.key_to_door_action_probabilities(data, *levels, window)
+    reached = probe.cells_reached(data)
+    assert not reached[:, 0].any() and reached.shape == (2, 40, 25)
+    for cut in (5, 21, 28):  # mid-episode cuts, with cells reached before them
+        assert reached[:, cut].any(axis=1).all()
+        piece = replace(data, **{name: getattr(data, name)[:, cut:] for name in
+                                 ("observations", "actions", "rewards", "dones", "epsilon", "optimal_actions")})
+        # Once its window is full, the cut history's fit sees what the whole one's does.
+        started = probe.key_to_door_action_probabilities(piece, *levels, window, holds_key=reached[:, cut])
+        np.testing.assert_allclose(started[:, window - 1:], whole[:, cut + window - 1:], atol=1e-12)
+        # Started as if the episode began at the cut, it reads a door opened with a key fetched before as unexplained.
+        with np.errstate(invalid="ignore"):  # where it rules out every pair, its prediction is NaN
+            fresh = probe.key_to_door_action_probabilities(piece, *levels, window)
+        assert not np.allclose(fresh[:, window - 1:], whole[:, cut + window - 1:], atol=1e-3, equal_nan=True)
 
 
 def test_key_to_door_steps_are_split_by_what_they_seek():

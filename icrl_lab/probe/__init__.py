@@ -30,8 +30,8 @@ from .bayes import (BayesDemonstratorAgent, UnknownNoiseBayesAgent, bayes_action
                     bayes_rollout, compare_with_bayes, epsilon_levels, goal_prior, greedy_contexts, loss_against_bayes,
                     model_action_log_probs, prediction_gap,
                     unknown_noise_action_probabilities, unknown_noise_bayes_rollout, with_window_epsilon)
-from .bayes_key_to_door import (KeyToDoorBayesAgent, key_to_door_action_probabilities, key_to_door_bayes_rollout,
-                                key_to_door_parts)
+from .bayes_key_to_door import (KeyToDoorBayesAgent, cells_reached, key_to_door_action_probabilities,
+                                key_to_door_bayes_rollout, key_to_door_parts)
 from .attention import (FEATURES, attention_maps, attention_table, episode_attention, head_types,
                         key_features, marked_cells, recency_profile, reward_attention, step_labels)
 from .exploration import compare_exploration, data_source_histories, exploration_stats, random_histories

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..envs import make_batched
+from ..envs.grid import cell_id, move
 from ..histories import within_last
 from .bayes import along_histories, check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
 
@@ -100,13 +102,35 @@ def key_to_door_bayes_rollout(tasks, epsilons, weights, window_steps: int, episo
                     "key_to_door_bayes_demonstrator", decoding, episodes, seed, env_kwargs)
 
 
-def key_to_door_action_probabilities(histories, epsilons, weights, window_steps: int) -> np.ndarray:
+def key_to_door_action_probabilities(histories, epsilons, weights, window_steps: int, holds_key=None) -> np.ndarray:
     """(histories, steps, actions): `KeyToDoorBayesAgent`'s prediction of each step's action from the steps
     before it in its window (the last `window_steps - 1`), along Key-to-Door `histories` as they were played:
     what a perfect fit of the recipe's data predicts there, to set beside a model's prediction on the same
-    histories (`bayes.prediction_gap`, with `key_to_door_parts`)."""
-    return along_histories("DarkKeyToDoor", lambda env: KeyToDoorBayesAgent(env, epsilons, weights, window_steps),
-                           histories)
+    histories (`bayes.prediction_gap`, with `key_to_door_parts`). holds_key: for histories cut from longer
+    ones, (histories, cells) the cells reached in the episode under way where each begins (`cells_reached`
+    at the cut); by default none, as where a history begins with its episode."""
+    def make_agent(env):
+        agent = KeyToDoorBayesAgent(env, epsilons, weights, window_steps)
+        if holds_key is not None:
+            agent.holds_key = np.array(holds_key, dtype=bool)
+        return agent
+    return along_histories("DarkKeyToDoor", make_agent, histories)
+
+
+def cells_reached(histories) -> np.ndarray:
+    """(histories, steps, cells) bools: the cells each Key-to-Door history has moved onto in its episode before
+    each step, which is what `KeyToDoorBayesAgent` takes to say whether a key on that cell is held. Cut a history
+    at a step, and its fit starts from this state there (`key_to_door_action_probabilities(holds_key=...)`)."""
+    env = make_batched("DarkKeyToDoor", histories.tasks[:1], **histories.metadata.get("env_kwargs", {}))
+    cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
+    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # as along_histories
+    rows, reached = np.arange(histories.num_histories), np.zeros(cells.shape + (env.num_obs,), dtype=bool)
+    state = np.zeros((histories.num_histories, env.num_obs), dtype=bool)
+    for step in range(histories.num_steps):
+        reached[:, step] = state
+        state[rows, next_cells[:, step]] = True
+        state[histories.dones[:, step].astype(bool)] = False
+    return reached
 
 
 def key_to_door_parts(histories, window_steps: int) -> dict:
