@@ -58,11 +58,12 @@ from icrl_lab.curricula import collect_noise_distillation, demonstrator_return, 
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split, token_sizes
 from icrl_lab.evaluate import (PROTOCOLS, MemoryAgent, bootstrap_ci, compare, in_context_figures, in_context_rollout,
                                per_task, play, rollout_table, with_ci)
-from icrl_lab.histories import STEP_ARRAYS, Histories, join_histories, load_histories
+from icrl_lab.histories import (OPTIONAL_STEP_ARRAYS, PER_ACTION_ARRAYS, STEP_ARRAYS, Histories, join_histories,
+                                load_histories)
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             epsilon_levels, model_action_log_probs, prediction_gap, unknown_noise_action_probabilities,
                             unknown_noise_bayes_rollout,
-                            goal_prior, greedy_contexts, key_to_door_action_probabilities, key_to_door_bayes_rollout,
+                            cells_reached, goal_prior, greedy_contexts, key_to_door_action_probabilities, key_to_door_bayes_rollout,
                             key_to_door_parts, loss_against_bayes, random_histories,
                             with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
@@ -418,6 +419,9 @@ class DarkRoomTeaching:
         self.data_settings = {key: value for key, value in DARK_ROOM.items() if key != "family"}
         self.settings = {"per_goal": per_goal}
 
+    def training_data(self, data: Histories) -> Histories:
+        return data  # whole-history windows: each starts where its history starts, as the labels' fit does
+
     def label(self, model, temperatures, rng):
         """Yields (rollouts, the teacher's probabilities at their steps), chunk by chunk."""
         # In chunks: the labels' posterior is (rows, steps, cells).
@@ -448,26 +452,41 @@ class KeyToDoorTeaching:
 
     validation_episodes = 30
 
-    def __init__(self, model, record, teacher: str, tasks_per_round: int = 475, histories_per_task: int = 4):
+    def __init__(self, model, record, teacher: str, in_windows: bool = False, tasks_per_round: int = 475,
+                 histories_per_task: int = 4):
         if teacher != "bayes":
             raise SystemExit(f"--imitate {teacher} is Dark Room's: a Key-to-Door model's own rollouts carry no "
                              f"demonstrator epsilon to act at; use --imitate bayes")
-        self.tasks_per_round, self.window = tasks_per_round, model.config.window_steps
+        self.tasks_per_round, self.window, self.in_windows = tasks_per_round, model.config.window_steps, in_windows
         self.steps = KEY_TO_DOOR["num_steps"]
         self.levels = epsilon_levels(schedule_of(record["data"]["source"]), self.steps, 6)
         self.data_settings = {**{key: value for key, value in KEY_TO_DOOR.items() if key != "family"},
                               "histories_per_task": histories_per_task}
-        self.settings = {"tasks_per_round": tasks_per_round, "epsilons": self.levels[0].round(3).tolist()}
+        self.settings = {"tasks_per_round": tasks_per_round, "epsilons": self.levels[0].round(3).tolist(),
+                         "in_windows": in_windows}
+
+    def training_data(self, data: Histories) -> Histories:
+        return in_pieces(data, self.window) if self.in_windows else data
 
     def label(self, model, temperatures, rng):
-        """Yields (rollouts, the perfect fit's probabilities at their steps), chunk by chunk."""
+        """Yields (rollouts, the perfect fit's probabilities at their steps), chunk by chunk. With `in_windows`,
+        the rollouts are cut into pieces of the model's window, each read by a fit that starts where it starts
+        (from the cells reached in the episode under way there), so that a training window holds all its labels
+        were read from; otherwise the fit reads the window before each step of the whole rollout, of which a
+        training window cut anywhere in it holds only a part."""
         fit = task_split("DarkKeyToDoor", "fit")
         chosen = fit[rng.choice(len(fit), self.tasks_per_round, replace=False)]
         # In chunks (the fit's posterior is (rows, 6, 81, 81)), each sampled at one of the temperatures in turn.
         for index, tasks in enumerate(np.array_split(chosen, 4 * len(temperatures))):
             played = rollout_steps(model, "DarkKeyToDoor", tasks, self.steps, temperatures[index % len(temperatures)],
                                    int(rng.integers(2**31)))
-            yield played, key_to_door_action_probabilities(played, *self.levels, self.window)
+            if not self.in_windows:
+                yield played, key_to_door_action_probabilities(played, *self.levels, self.window)
+                continue
+            reached = cells_reached(played)[:, ::self.window][:, :played.num_steps // self.window]
+            yield in_pieces(played, self.window), key_to_door_action_probabilities(
+                in_pieces(played, self.window), *self.levels, self.window,
+                holds_key=reached.reshape(-1, reached.shape[-1]))
 
     def own_context_gap(self, model, seed: int) -> dict:
         validation = task_split("DarkKeyToDoor", "validation")[:10]
@@ -475,6 +494,18 @@ class KeyToDoorTeaching:
                                     seed=seed)
         gap, uniform = key_to_door_gap(model, own, self.levels, self.window)
         return {"own_greedy_against_perfect_fit": gap, "own_greedy_uniform_guessing": uniform}
+
+
+def in_pieces(histories: Histories, steps: int) -> Histories:
+    """Every history cut into consecutive pieces of `steps` steps (a shorter rest dropped), each a history of
+    its own, in order (a history's pieces side by side)."""
+    pieces = histories.num_steps // steps
+
+    def cut(array):
+        return array[:, :pieces * steps].reshape(len(array) * pieces, steps, *array.shape[2:])
+    arrays = {name: cut(getattr(histories, name)) for name in STEP_ARRAYS + OPTIONAL_STEP_ARRAYS + PER_ACTION_ARRAYS
+              if getattr(histories, name) is not None}
+    return replace(histories, **arrays, tasks=np.repeat(histories.tasks, pieces, axis=0))
 
 
 def rollout_steps(model, family: str, tasks, steps: int, temperature: float, seed: int) -> Histories:
@@ -491,7 +522,7 @@ def rollout_steps(model, family: str, tasks, steps: int, temperature: float, see
 
 def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: int = 0,
                      temperatures: tuple = (0.01, 0.3), start: Path = SHIPPED_WHOLE_HISTORY, first_round: int = 1,
-                     soft: bool = False):
+                     soft: bool = False, in_windows: bool = False):
     """Imitation on the learner's own contexts (DAgger), in rounds: roll the model out on fit tasks (sampling at
     each of `temperatures`, split among the rollouts: nearly greedy, and a little wider), label every step with
     an action drawn from the `teacher`'s prediction there, or with `soft` with the prediction itself (its
@@ -509,9 +540,14 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
     torch.set_num_threads(1)
     model, record = load_model(start)
     family = record["data"]["env_family"]
-    teaching = (DarkRoomTeaching if family == "DarkRoom" else KeyToDoorTeaching)(model, record, teacher)
+    if family == "DarkRoom" and in_windows:
+        raise SystemExit("--in-windows is for Key-to-Door models, whose windows slide; Dark Room's teaching already "
+                         "labels whole-history windows from their start: leave it out")
+    teaching = DarkRoomTeaching(model, record, teacher) if family == "DarkRoom" else \
+        KeyToDoorTeaching(model, record, teacher, in_windows)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"dagger_{teacher}{'_soft' if soft else ''}{'' if family == 'DarkRoom' else '_key_to_door'}-seed{seed}"
+    name = (f"dagger_{teacher}{'_soft' if soft else ''}{'' if family == 'DarkRoom' else '_key_to_door'}"
+            f"{'_in_windows' if in_windows else ''}-seed{seed}")
     log_path = out / f"{name}.jsonl"
 
     def rollouts_path(round_number):
@@ -542,7 +578,7 @@ def imitation_rounds(teacher: str, rounds: int, updates: int, out: Path, seed: i
                          f"{continue_hint()}")
     validation = task_split(family, "validation")
     data = collect_noise_distillation(family, task_split(family, "fit"), seed=seed, **teaching.data_settings)
-    data = replace(data, optimal_actions=data.actions.copy())  # AD's label: the history's own next action
+    data = teaching.training_data(replace(data, optimal_actions=data.actions.copy()))  # AD's label: its own next action
     if soft:
         data = replace(data, action_probabilities=np.eye(5, dtype=np.float32)[data.actions])
     model_config = replace(model.config, target="action_probabilities" if soft else "optimal_actions")
@@ -1082,6 +1118,10 @@ def main():
     parser.add_argument("--soft", action="store_true",
                         help="with --imitate: train on the teacher's action probabilities rather than on an action "
                              "drawn from them")
+    parser.add_argument("--in-windows", action="store_true",
+                        help="with --imitate and a Key-to-Door model: cut its rollouts and its data into pieces of the "
+                             "model's window, each rollout piece labelled by a fit that starts where the piece starts, so "
+                             "that a training window holds all its labels were read from")
     parser.add_argument("--start", type=Path, default=SHIPPED_WHOLE_HISTORY,
                         help="with --imitate: the checkpoint the first round starts from")
     parser.add_argument("--first-round", type=int, default=1,
@@ -1094,7 +1134,7 @@ def main():
     args = parser.parse_args()
     def flag(name):
         return "--" + name.replace("_", "-")
-    for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("start", "imitate"),
+    for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("in_windows", "imitate"), ("start", "imitate"),
                           ("first_round", "imitate"), ("goals", "paths"), ("goal_prior", "bayes")):
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
@@ -1103,7 +1143,8 @@ def main():
         "chosen": lambda: print(chosen_checkpoint(args.chosen)),
         "margins": margins,
         "imitate": lambda: imitation_rounds(args.imitate, args.rounds, args.updates or 600, args.out, args.seed,
-                                            start=args.start, first_round=args.first_round, soft=args.soft),
+                                            start=args.start, first_round=args.first_round, soft=args.soft,
+                                            in_windows=args.in_windows),
         "paths": lambda: paths(args.paths, args.goals),
         "explore": lambda: explore(args.explore),
         "agreement": lambda: agreement(args.agreement),
