@@ -63,7 +63,8 @@ from icrl_lab.histories import (OPTIONAL_STEP_ARRAYS, PER_ACTION_ARRAYS, STEP_AR
 from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_exploration, compare_with_bayes,
                             epsilon_levels, model_action_log_probs, prediction_gap, unknown_noise_action_probabilities,
                             unknown_noise_bayes_rollout,
-                            cells_reached, goal_prior, greedy_contexts, key_to_door_action_probabilities, key_to_door_bayes_rollout,
+                            cells_reached, goal_prior, greedy_contexts, key_to_door_action_probabilities,
+                            key_to_door_bayes_rollout,
                             key_to_door_parts, loss_against_bayes, random_histories,
                             with_window_epsilon)
 from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
@@ -483,10 +484,10 @@ class KeyToDoorTeaching:
             if not self.in_windows:
                 yield played, key_to_door_action_probabilities(played, *self.levels, self.window)
                 continue
+            pieces = in_pieces(played, self.window)
             reached = cells_reached(played)[:, ::self.window][:, :played.num_steps // self.window]
-            yield in_pieces(played, self.window), key_to_door_action_probabilities(
-                in_pieces(played, self.window), *self.levels, self.window,
-                holds_key=reached.reshape(-1, reached.shape[-1]))
+            yield pieces, key_to_door_action_probabilities(pieces, *self.levels, self.window,
+                                                           holds_key=reached.reshape(-1, reached.shape[-1]))
 
     def own_context_gap(self, model, seed: int) -> dict:
         validation = task_split("DarkKeyToDoor", "validation")[:10]
@@ -1134,8 +1135,8 @@ def main():
     args = parser.parse_args()
     def flag(name):
         return "--" + name.replace("_", "-")
-    for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("in_windows", "imitate"), ("start", "imitate"),
-                          ("first_round", "imitate"), ("goals", "paths"), ("goal_prior", "bayes")):
+    for option, needs in (("versus", "per_goal"), ("rounds", "imitate"), ("soft", "imitate"), ("in_windows", "imitate"),
+                          ("start", "imitate"), ("first_round", "imitate"), ("goals", "paths"), ("goal_prior", "bayes")):
         if getattr(args, option) != parser.get_default(option) and not getattr(args, needs):
             parser.error(f"{flag(option)} works only with {flag(needs)}; add it or leave {flag(option)} out")
     # Each probe runs alone and stops: a second probe or a training option beside it would be silently ignored.
