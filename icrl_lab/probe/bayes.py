@@ -258,6 +258,13 @@ def unknown_noise_action_probabilities(histories, epsilons, weights, window_step
                            histories)
 
 
+def landed_cells(histories, size: int) -> np.ndarray:
+    """(histories, steps): the cell each recorded step's move lands on in a `size` x `size` grid, also where an
+    episode ends (where the recorded next observation is already the next episode's start)."""
+    cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
+    return cell_id(*move(*np.divmod(cells, size), actions, size), size)
+
+
 def along_histories(family: str, make_agent, histories) -> np.ndarray:
     """(histories, steps, actions): the prediction of the agent that `make_agent` builds for a batched `family`
     grid of the histories' tasks, at each step of `histories`, fed their steps as they were played rather than
@@ -265,7 +272,7 @@ def along_histories(family: str, make_agent, histories) -> np.ndarray:
     env = make_batched(family, histories.tasks, **histories.metadata.get("env_kwargs", {}))
     agent = make_agent(env)
     cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
-    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # also where episodes end
+    next_cells = landed_cells(histories, env.size)
     predicted = np.empty(cells.shape + (env.num_actions,))
     for step in range(histories.num_steps):
         predicted[:, step] = agent.probabilities(cells[:, step])
@@ -285,7 +292,7 @@ def bayes_action_probabilities(histories, goal_prior=None) -> np.ndarray:
                          "noise at each step (collect them with curricula.collect_noise_distillation, or give a "
                          "model's own rollout its window's epsilon with greedy_contexts)")
     cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
-    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # also where episodes end
+    next_cells = landed_cells(histories, env.size)
     moves, epsilon = demonstrator_moves(env.size), histories.epsilon.astype(np.float64)
     likelihood = action_likelihood(moves, cells, actions, epsilon, env.num_actions)
     evidence = np.where(rewards_explained(next_cells, histories.rewards, env.num_obs), np.log(likelihood), -np.inf)

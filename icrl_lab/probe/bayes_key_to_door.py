@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import make_batched
-from ..envs.grid import cell_id, move
 from ..histories import within_last
-from .bayes import along_histories, check_decoding, checked_levels, decide, demonstrator_moves, normalized, play_fit
+from .bayes import (along_histories, check_decoding, checked_levels, decide, demonstrator_moves, landed_cells,
+                    normalized, play_fit)
 
 
 class KeyToDoorBayesAgent:
@@ -122,9 +122,9 @@ def cells_reached(histories) -> np.ndarray:
     each step, which is what `KeyToDoorBayesAgent` takes to say whether a key on that cell is held. Cut a history
     at a step, and its fit starts from this state there (`key_to_door_action_probabilities(holds_key=...)`)."""
     env = make_batched("DarkKeyToDoor", histories.tasks[:1], **histories.metadata.get("env_kwargs", {}))
-    cells, actions = histories.observations.astype(np.int64), histories.actions.astype(np.int64)
-    next_cells = cell_id(*move(*np.divmod(cells, env.size), actions, env.size), env.size)  # as along_histories
-    rows, reached = np.arange(histories.num_histories), np.zeros(cells.shape + (env.num_obs,), dtype=bool)
+    next_cells = landed_cells(histories, env.size)
+    rows = np.arange(histories.num_histories)
+    reached = np.zeros(histories.observations.shape + (env.num_obs,), dtype=bool)
     state = np.zeros((histories.num_histories, env.num_obs), dtype=bool)
     for step in range(histories.num_steps):
         reached[:, step] = state
