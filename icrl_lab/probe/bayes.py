@@ -336,17 +336,21 @@ def part_means(parts: dict, per_step: dict) -> dict:
             for part, steps in parts.items()}
 
 
-def loss_against_bayes(model, histories, goal_prior=None) -> dict:
+def loss_against_bayes(model, histories, goal_priors: dict | None = None) -> dict:
     """A whole-history model's loss per step on AD^eps Dark Room `histories` (one window each: at most the
-    model's window long) beside the perfect fit's and uniform guessing's, over the steps before a history's
+    model's window long) beside perfect fits' and uniform guessing's, over the steps before a history's
     first reward (where exploring is decided) and after it: nats per step, and the steps' share.
-    goal_prior: the perfect fit's (see `BayesDemonstratorAgent`); None: uniform."""
+    goal_priors: the perfect fits to put beside the model, by name, each with its goal prior (see
+    `BayesDemonstratorAgent`; None: uniform); by default one, "bayes", with a uniform prior. The model
+    reads the histories once, however many fits there are."""
     log_probs = model_action_log_probs(model, histories)
     actions = histories.actions.astype(np.int64)[..., None]
-    uniform = np.full(actions.shape[:2], np.log(model.config.num_actions))
+    fits = {name: -bayes_action_log_probs(histories, prior)
+            for name, prior in (goal_priors if goal_priors is not None else {"bayes": None}).items()}
     return part_means(first_reward_parts(histories), {"model": -np.take_along_axis(log_probs, actions, -1)[..., 0],
-                                                      "bayes": -bayes_action_log_probs(histories, goal_prior),
-                                                      "uniform": uniform})
+                                                      **fits,
+                                                      "uniform": np.full(actions.shape[:2],
+                                                                         np.log(model.config.num_actions))})
 
 
 def greedy_contexts(model, tasks, epsilon, seed: int = 0, env_kwargs: dict | None = None):
