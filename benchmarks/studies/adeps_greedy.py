@@ -213,6 +213,11 @@ CANDIDATES = {
     # times the windows per update, so that each update sees four times as many of them.
     "ktd_ad_d64_context160_batch256": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160},
                                        {**RECIPE_TRAIN, "batch_size": 256, "context_steps": 160}),
+    # Taught on its own contexts by the data's perfect fit (--imitate bayes), the recipe's network comes nearer the
+    # fit's predictions there and not nearer its policy: is the width-64 network too small for the door search?
+    # Width 128 and 4 layers at the recipe's batch, with the lr of the Dark Room width-128 runs.
+    "ktd_ad_d128_context160": (KEY_TO_DOOR, {"kind": "ad", **D128, "window_steps": 160},
+                               {**RECIPE_TRAIN, "learning_rate": 1e-3, "context_steps": 160}),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
