@@ -320,6 +320,8 @@ def test_the_shipped_whole_history_model_loses_more_than_a_perfect_fit_before_th
     assert after["bayes"] < after["model"] < after["bayes"] + 0.01
     with pytest.raises(ValueError, match="do not fit the model's window of 400"):
         probe.loss_against_bayes(model, collect_noise_distillation("DarkRoom", data.tasks[:1], num_steps=420, seed=0))
+    with pytest.raises(ValueError, match=r"goal_priors names \['uniform'\].*name the perfect fits otherwise"):
+        probe.loss_against_bayes(model, data, {"uniform": None})
     # On fresh histories of goals it trained on, it gets most of that gain: it fits its data, training goals
     # and all, as a perfect fit that knows them would (study round 11).
     fit = collect_noise_distillation("DarkRoom", task_split("DarkRoom", "fit")[:8], num_steps=400,

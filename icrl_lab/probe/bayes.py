@@ -343,10 +343,13 @@ def loss_against_bayes(model, histories, goal_priors: dict | None = None) -> dic
     goal_priors: the perfect fits to put beside the model, by name, each with its goal prior (see
     `BayesDemonstratorAgent`; None: uniform); by default one, "bayes", with a uniform prior. The model
     reads the histories once, however many fits there are."""
+    goal_priors = {"bayes": None} if goal_priors is None else goal_priors
+    if {"model", "uniform"} & set(goal_priors):
+        raise ValueError(f"goal_priors names {sorted({'model', 'uniform'} & set(goal_priors))}, which the model's "
+                         f"and uniform guessing's losses are called: name the perfect fits otherwise")
     log_probs = model_action_log_probs(model, histories)
     actions = histories.actions.astype(np.int64)[..., None]
-    fits = {name: -bayes_action_log_probs(histories, prior)
-            for name, prior in (goal_priors if goal_priors is not None else {"bayes": None}).items()}
+    fits = {name: -bayes_action_log_probs(histories, prior) for name, prior in goal_priors.items()}
     return part_means(first_reward_parts(histories), {"model": -np.take_along_axis(log_probs, actions, -1)[..., 0],
                                                       **fits,
                                                       "uniform": np.full(actions.shape[:2],
