@@ -344,9 +344,10 @@ def loss_against_bayes(model, histories, goal_priors: dict | None = None) -> dic
     `BayesDemonstratorAgent`; None: uniform); by default one, "bayes", with a uniform prior. The model
     reads the histories once, however many fits there are."""
     goal_priors = {"bayes": None} if goal_priors is None else goal_priors
-    if {"model", "uniform"} & set(goal_priors):
-        raise ValueError(f"goal_priors names {sorted({'model', 'uniform'} & set(goal_priors))}, which the model's "
-                         f"and uniform guessing's losses are called: name the perfect fits otherwise")
+    taken = sorted({"model", "uniform", "share_of_steps"} & set(goal_priors))
+    if taken:
+        raise ValueError(f"goal_priors names {taken}, which the model's and uniform guessing's losses and the "
+                         f"steps' share are called: name the perfect fits otherwise")
     log_probs = model_action_log_probs(model, histories)
     actions = histories.actions.astype(np.int64)[..., None]
     fits = {name: -bayes_action_log_probs(histories, prior) for name, prior in goal_priors.items()}
