@@ -4,6 +4,7 @@
     python -m icrl_lab train    --data runs/data.h5 --kind ad --out runs/ad
     python -m icrl_lab train    --data xland.h5 --env-family DarkRoom --stream --out runs/ad   (read block by block)
     python -m icrl_lab evaluate dark_room_adeps --protocol adeps --seed 1    (a recipe's checkpoint, or a folder)
+    python -m icrl_lab compare runs/eval_a runs/eval_b     (two evaluations saved with --save, task by task)
     python -m icrl_lab probe dark_room_adeps --out runs/probe        (attention, ablations, probes)
     python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
     python -m icrl_lab course --out runs/course     (the notebooks, executed in order)
@@ -216,6 +217,12 @@ def evaluate_command(args) -> dict:
     return printed
 
 
+def compare_command(args) -> dict:
+    from .recipes import compare_evaluations
+
+    return compare_evaluations(args.a, args.b, args.episodes)
+
+
 def probe_command(args) -> dict:
     import torch
 
@@ -312,6 +319,12 @@ def main(argv=None):
     p.add_argument("--save", metavar="DIR", help="also write what is printed to DIR/evaluation.json and the figure to DIR/figure.png "
                    "(with --episodes: DIR/evaluation-N-episodes.json only)")
 
+    p = commands.add_parser("compare", help="do two models differ? a paired comparison, task by task, of two evaluations "
+                                            "saved with evaluate --save on the same tasks and seed")
+    p.add_argument("a", metavar="DIR_A", help="an evaluate --save folder")
+    p.add_argument("b", metavar="DIR_B", help="another, of the same tasks, protocol and evaluation seed")
+    p.add_argument("--episodes", type=int, help="compare the shorter checks saved with evaluate --episodes N")
+
     p = commands.add_parser("probe", help="how a checkpoint works: attention, ablations, interventions, probes, "
                                           "exploration; tables (CSV) and figures (PNG) into --out")
     p.add_argument("checkpoint", help=f"a checkpoint folder, or a recipe name ({', '.join(sorted(RECIPES))})")
@@ -330,8 +343,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="folder for the executed notebooks")
 
     args = parser.parse_args(argv)
-    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command, "probe": probe_command,
-           "reproduce": reproduce_command, "course": course_command}[args.command]
+    run = {"collect": collect, "train": train_command, "evaluate": evaluate_command, "compare": compare_command,
+           "probe": probe_command, "reproduce": reproduce_command, "course": course_command}[args.command]
     try:
         result = run(args)
     except KeyboardInterrupt:

@@ -444,6 +444,19 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
     return figures, {"tables": tables, "frames": frames}
 
 
+def task_values(result: dict) -> pd.DataFrame:
+    """The per-task values behind an evaluation's intervals, one row per agent and task (rollouts and
+    training seeds averaged): grid worlds their returns and exploration figures, bandits the regret at
+    the horizon. `compare` pairs two such tables task by task."""
+    if "curves" in result:
+        parts = [pd.DataFrame({"agent": name, "task": np.arange(len(curve)), "regret": curve[:, -1]})
+                 for name, curve in result["curves"].items()]
+    else:
+        parts = [per_task(table).reset_index().assign(agent=name) for name, table in result["tables"].items()]
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[["agent", "task", *[column for column in frame if column not in ("agent", "task")]]]
+
+
 def headline(figures: dict) -> dict:
     """The few numbers a table row needs, from `evaluate_protocol`'s figures."""
     if "regret" in figures:

@@ -19,11 +19,12 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .curricula import collect_noise_distillation
 from .envs import task_split, token_sizes
 from .histories import Provenance
-from .evaluate import PROTOCOLS, Protocol, evaluate_protocol, get_protocol, in_context_figures
+from .evaluate import PROTOCOLS, Protocol, compare, evaluate_protocol, get_protocol, in_context_figures, task_values
 from .models import CONFIGS, ADConfig, load_model
 from .sources import collect_rl_histories
 from .schedules import make_schedule
@@ -249,23 +250,63 @@ def save_figure(title: str, figures: dict, result: dict, path: Path):
     plt.close(ax.figure)
 
 
-def evaluation_file(episodes: int | None = None) -> str:
+def evaluation_file(episodes: int | None = None, per_task: bool = False) -> str:
     """Where `--save` puts an evaluation: evaluation.json under the protocol's own number of episodes,
-    evaluation-N-episodes.json for a shorter check (which the tests re-measure where the protocol is slow)."""
-    return "evaluation.json" if episodes is None else f"evaluation-{episodes}-episodes.json"
+    evaluation-N-episodes.json for a shorter check (which the tests re-measure where the protocol is slow);
+    per_task: the CSV of per-task values beside it (evaluation-per-task.csv, ...)."""
+    stem = "evaluation" if episodes is None else f"evaluation-{episodes}-episodes"
+    return f"{stem}-per-task.csv" if per_task else f"{stem}.json"
 
 
 def save_evaluation(printed: dict, result: dict, folder: Path, record: dict, episodes: int | None = None):
-    """An evaluation's JSON (see evaluation_file) in `folder`, and for the protocol's own number of
-    episodes its figure (figure.png), each written whole."""
+    """An evaluation's JSON (see evaluation_file), its per-task values (for `compare_evaluations`) and,
+    for the protocol's own number of episodes, its figure (figure.png), each written whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".evaluation.json.tmp"
-    tmp.write_text(json.dumps(printed, indent=2))
+    json_file, csv_file = evaluation_file(episodes), evaluation_file(episodes, per_task=True)
+    names = [json_file, csv_file] + (["figure.png"] if episodes is None else [])
+    # Staged under temporary names (the extension last: savefig reads the format from it), then moved
+    # into place, so an interrupted save leaves the files already there as they were.
+    staged = {name: folder / f".tmp-{name}" for name in names}
+    staged[json_file].write_text(json.dumps(printed, indent=2))
+    task_values(result).to_csv(staged[csv_file], index=False)
     if episodes is None:
         recipe = recipe_of(record)
-        save_figure(recipe.description if recipe else str(printed["checkpoint"]), printed, result, folder / ".figure.tmp.png")
-        (folder / ".figure.tmp.png").replace(folder / "figure.png")
-    tmp.replace(folder / evaluation_file(episodes))
+        save_figure(recipe.description if recipe else str(printed["checkpoint"]), printed, result, staged["figure.png"])
+    for name, path in staged.items():
+        path.replace(folder / name)
+
+
+# What two saved evaluations must share for their tasks to be paired one by one.
+SAME_SETTING = ("protocol", "decoding", "temperature", "tasks", "evaluation_seed", "episodes", "horizon",
+                "rollouts_per_task", "optimal_return")
+
+
+def compare_evaluations(folder_a, folder_b, episodes: int | None = None) -> dict:
+    """Paired comparison of the models of two evaluations saved with `--save` on the same tasks and seed
+    (two checkpoints, or two sets of training seeds): for every per-task figure, the mean difference a - b,
+    its 95% bootstrap interval over tasks and whether it excludes 0."""
+    saved = []
+    for folder in map(Path, (folder_a, folder_b)):
+        paths = [folder / evaluation_file(episodes), folder / evaluation_file(episodes, per_task=True)]
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist: save the evaluation with "
+                                        f"`python -m icrl_lab evaluate CHECKPOINT --save {folder}`"
+                                        + (f" --episodes {episodes}" if episodes else "")
+                                        + " (saves made before per-task values were kept need this again)")
+        saved.append((json.loads(paths[0].read_text()), pd.read_csv(paths[1])))
+    (figures_a, values_a), (figures_b, values_b) = saved
+    for key in SAME_SETTING:
+        if figures_a.get(key) != figures_b.get(key):
+            raise ValueError(f"the evaluations differ in {key} ({figures_a.get(key)!r} in {folder_a}, "
+                             f"{figures_b.get(key)!r} in {folder_b}): only evaluations of the same tasks under the "
+                             f"same protocol and evaluation seed pair up; evaluate both with the same options")
+    model_a, model_b = (values[values["agent"] == "model"].set_index("task").drop(columns="agent")
+                        for values in (values_a, values_b))
+    seed = figures_a["evaluation_seed"]
+    return {"a": figures_a["checkpoint"], "b": figures_b["checkpoint"],
+            **{key: figures_a.get(key) for key in SAME_SETTING if key in figures_a},
+            "a_minus_b": {column: compare(model_a[column], model_b[column], seed=seed) for column in model_a}}
 
 
 def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,

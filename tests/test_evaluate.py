@@ -135,3 +135,41 @@ def test_bootstrap_interval_and_comparison():
     assert not compare(values, values[rng.permutation(200)] * 0 + values)["differs"]
     with pytest.raises(ValueError, match="same tasks"):
         compare(values, values[:10])
+
+
+def test_saved_evaluations_pair_up_task_by_task(tmp_path):
+    """evaluate --save keeps the per-task values behind the intervals; compare pairs two such saves."""
+    import json
+
+    import pandas as pd
+
+    from icrl_lab.recipes import compare_evaluations, evaluation_file, save_evaluation
+
+    goals = dark_room_goals("test")[:4]
+    record = {"env_family": "DarkRoom", "env_kwargs": {}, "data": {"source": {"name": "q_learning"}},
+              "data_last_episode_return": 8.0}
+    protocol = get_protocol("adeps", episodes=6, rollouts_per_task=2, decoding="sample")
+    saved = {}
+    for name, model_seed, evaluation_seed in (("a", 0, 1), ("b", 1, 1), ("other_seed", 0, 2)):
+        figures, result = evaluate_protocol(tiny_model(seed=model_seed), record, goals, protocol, seed=evaluation_seed)
+        save_evaluation({"checkpoint": name, **figures}, result, tmp_path / name, record)
+        saved[name] = figures
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["evaluation-per-task.csv", "evaluation.json", "figure.png"]
+    values = pd.read_csv(tmp_path / "a" / evaluation_file(per_task=True))
+    assert set(values["agent"]) == {"model", "random_weights", "memory_baseline"} and len(values) == 3 * len(goals)
+    for agent, figures in saved["a"]["agents"].items():
+        assert values[values["agent"] == agent]["last10"].mean() == pytest.approx(figures["last10"]["mean"])
+
+    itself = compare_evaluations(tmp_path / "a", tmp_path / "a")["a_minus_b"]
+    assert set(itself) == {"first", "last10", "first_reward_episode", "cells_before_first_reward"}
+    assert all(figure["difference"] == 0 and not figure["differs"] for figure in itself.values())
+    paired = compare_evaluations(tmp_path / "a", tmp_path / "b")
+    assert paired["a"] == "a" and paired["b"] == "b" and paired["evaluation_seed"] == 1
+    assert paired["a_minus_b"]["last10"]["difference"] == pytest.approx(
+        saved["a"]["agents"]["model"]["last10"]["mean"] - saved["b"]["agents"]["model"]["last10"]["mean"])
+    with pytest.raises(ValueError, match="differ in evaluation_seed"):
+        compare_evaluations(tmp_path / "a", tmp_path / "other_seed")
+    (tmp_path / "b" / evaluation_file(per_task=True)).unlink()
+    with pytest.raises(FileNotFoundError, match="evaluation-per-task.csv does not exist"):
+        compare_evaluations(tmp_path / "a", tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "evaluation.json").read_text())["checkpoint"] == "a"
