@@ -22,6 +22,13 @@ from .bayes import (along_histories, check_decoding, checked_levels, decide, dem
                     normalized, play_fit)
 
 
+def mark_reached(reached: np.ndarray, next_cells: np.ndarray, done) -> None:
+    """Update (envs, cells) `reached`, the cells each env has moved onto in its episode (on a key's cell, that
+    key is held): add the cell just moved onto; an episode that has ended starts the next with none."""
+    reached[np.arange(len(next_cells)), next_cells] = True
+    reached[np.asarray(done, dtype=bool)] = False
+
+
 class KeyToDoorBayesAgent:
     """Acts on the posterior predictive of an epsilon-greedy Key-to-Door demonstrator from the last
     `window_steps - 1` steps and the current cell, greedily or by sampling.
@@ -89,8 +96,7 @@ class KeyToDoorBayesAgent:
             log_likelihood, unexplained = self.step_evidence(*self.past.pop(0))
             self.log_likelihood -= log_likelihood
             self.unexplained -= unexplained
-        self.holds_key[np.arange(len(step[4])), step[4]] = True
-        self.holds_key[np.asarray(done, dtype=bool)] = False  # a new episode starts without the key
+        mark_reached(self.holds_key, step[4], done)
 
 
 def key_to_door_bayes_rollout(tasks, epsilons, weights, window_steps: int, episodes: int, decoding: str = "greedy",
@@ -123,13 +129,11 @@ def cells_reached(histories) -> np.ndarray:
     at a step, and its fit starts from this state there (`key_to_door_action_probabilities(holds_key=...)`)."""
     env = make_batched("DarkKeyToDoor", histories.tasks[:1], **histories.metadata.get("env_kwargs", {}))
     next_cells = landed_cells(histories, env.size)
-    rows = np.arange(histories.num_histories)
     reached = np.zeros(histories.observations.shape + (env.num_obs,), dtype=bool)
     state = np.zeros((histories.num_histories, env.num_obs), dtype=bool)
     for step in range(histories.num_steps):
         reached[:, step] = state
-        state[rows, next_cells[:, step]] = True
-        state[histories.dones[:, step].astype(bool)] = False
+        mark_reached(state, next_cells[:, step], histories.dones[:, step])
     return reached
 
 
