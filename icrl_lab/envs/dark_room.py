@@ -39,11 +39,7 @@ class DarkRoomEnv(DarkGridEnv):
         return cell_id(self.row, self.col, self.size), {"goal": self.goal}
 
     def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action={action!r} is not one of the actions 0..{self.action_space.n - 1}")
-        row, col = move(self.row, self.col, int(action), self.size)
-        self.row, self.col = int(row), int(col)
-        self.steps += 1
+        self._walk(action)
         reward = 1.0 if (self.row, self.col) == self.goal else 0.0
         terminated = self.terminate_on_goal and reward > 0
         truncated = self.steps >= self.horizon and not terminated

@@ -89,6 +89,14 @@ class DarkGridEnv(gym.Env):
         self.observation_space = gym.spaces.Discrete(self.size * self.size)
         self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
 
+    def _walk(self, action):
+        """Make one move (into a wall: stay) and count the step; a step's reward and ending are each world's own."""
+        if not self.action_space.contains(action):
+            raise ValueError(f"action={action!r} is not one of the actions 0..{self.action_space.n - 1}")
+        row, col = move(self.row, self.col, int(action), self.size)
+        self.row, self.col = int(row), int(col)
+        self.steps += 1
+
 
 def move(row, col, action, size: int):
     """Apply actions to positions (scalars or arrays); moves into a wall leave the agent in place."""

@@ -50,11 +50,7 @@ class DarkKeyToDoorEnv(DarkGridEnv):
         return {"key": self.key, "door": self.door, "has_key": self.has_key}
 
     def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action={action!r} is not one of the actions 0..{self.action_space.n - 1}")
-        row, col = move(self.row, self.col, int(action), self.size)
-        self.row, self.col = int(row), int(col)
-        self.steps += 1
+        self._walk(action)
         reward, terminated = 0.0, False
         if (self.row, self.col) == self.key and not self.has_key:
             self.has_key, reward = True, 1.0
