@@ -473,6 +473,13 @@ def test_weights_of_the_wrong_type_are_a_clear_error(tmp_path, damage, capsys):
     assert status == 2 and ("is not a saved model" in err or "corrupt or incompatible" in err), err
 
 
+def test_compare_without_saved_per_task_values_is_a_clear_cli_error(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "evaluation.json").write_text("{}")  # as saved before per-task values were kept
+    status, err = run_cli(capsys, "compare", tmp_path / "a", tmp_path / "a")
+    assert status == 2 and "evaluation-per-task.csv does not exist" in err and "--save" in err, err
+
+
 def test_a_history_path_that_is_a_folder_is_a_clear_error(tmp_path, capsys):
     status, err = run_cli(capsys, "train", "--data", tmp_path, "--out", tmp_path / "ck", *TINY_TRAIN)
     assert status == 2 and "no such history file" in err
