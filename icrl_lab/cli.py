@@ -316,8 +316,9 @@ def main(argv=None):
     p.add_argument("--tasks", choices=("train", "test", "all"), default="test")
     add_spec_options(p, Protocol, "protocol settings (evaluate.Protocol): setting decoding or temperature makes it an ablation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="DIR", help="also write what is printed to DIR/evaluation.json and the figure to DIR/figure.png "
-                   "(with --episodes: DIR/evaluation-N-episodes.json only)")
+    p.add_argument("--save", metavar="DIR", help="also write what is printed to DIR/evaluation.json, the per-task values to "
+                   "DIR/evaluation-per-task.csv (for compare) and the figure to DIR/figure.png (with --episodes: "
+                   "DIR/evaluation-N-episodes.json and its per-task values only)")
 
     p = commands.add_parser("compare", help="do two models differ? a paired comparison, task by task, of two evaluations "
                                             "saved with evaluate --save on the same tasks and seed")

@@ -447,7 +447,7 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
 def task_values(result: dict) -> pd.DataFrame:
     """The per-task values behind an evaluation's intervals, one row per agent and task (rollouts and
     training seeds averaged): grid worlds their returns and exploration figures, bandits the regret at
-    the horizon. `compare` pairs two such tables task by task."""
+    the horizon. `recipes.compare_evaluations` pairs two saved tables task by task."""
     if "curves" in result:
         parts = [pd.DataFrame({"agent": name, "task": np.arange(len(curve)), "regret": curve[:, -1]})
                  for name, curve in result["curves"].items()]
