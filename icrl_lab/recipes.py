@@ -3,8 +3,8 @@
 `reproduce(name, out_dir)` runs the whole flow (collect -> train -> evaluate) with fixed seeds and
 writes the checkpoint, a results.json with the measured figures and timings, and the figure. The
 shipped checkpoints in icrl_lab/checkpoints/ were made this way, and re-measured under their protocol
-with `python -m icrl_lab evaluate NAME --seed 0 --save icrl_lab/checkpoints/NAME` (evaluation.json and
-figure.png); `load_shipped(name)` loads one.
+with `python -m icrl_lab evaluate NAME --seed 0 --save icrl_lab/checkpoints/NAME` (evaluation.json, its
+per-task values and figure.png); `load_shipped(name)` loads one.
 
     python -m icrl_lab reproduce dark_room_adeps --out runs/dark_room_adeps
 """

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from icrl_lab.evaluate import headline
@@ -33,7 +34,8 @@ def test_every_recipe_listed_here_is_shipped_with_its_provenance():
     for name in SHIPPED_NAMES:
         assert name in RECIPES
         folder = SHIPPED / name
-        for file in ("model.safetensors", "config.json", "results.json", "evaluation.json", "figure.png"):
+        for file in ("model.safetensors", "config.json", "results.json", "evaluation.json", "figure.png",
+                     evaluation_file(per_task=True)):
             assert (folder / file).is_file(), f"{folder / file} is missing"
         record = json.loads((folder / "config.json").read_text())
         assert record["command"].startswith("python -m icrl_lab reproduce " + name)
@@ -41,6 +43,10 @@ def test_every_recipe_listed_here_is_shipped_with_its_provenance():
         evaluation = json.loads((folder / "evaluation.json").read_text())
         assert evaluation["command"].startswith(f"python -m icrl_lab evaluate {name} ")
         assert evaluation["protocol"] == RECIPES[name].evaluation.name and not evaluation["ablation"]
+        per_task = pd.read_csv(folder / evaluation_file(per_task=True))  # what `compare` pairs: the same evaluation
+        column, recorded = (("regret", evaluation["regret"]["model"]) if "regret" in evaluation
+                            else ("last10", evaluation["agents"]["model"]["last10"]))
+        assert per_task[per_task["agent"] == "model"][column].mean() == pytest.approx(recorded["mean"])
     total = sum(len(file.read_bytes()) for file in files_under(SHIPPED))
     assert total < 6_000_000, f"shipped checkpoints take {total / 1e6:.1f} MB: keep them small"
 

@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_FILES = ("config.json", "model.safetensors", "results.json", "evaluation.json", "figure.png")
+SHIPPED_FILES = ("config.json", "model.safetensors", "results.json", "evaluation.json", "evaluation-per-task.csv",
+                 "figure.png")
 
 
 def run(command, cwd, timeout=600):
