@@ -396,7 +396,8 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
     ratio to the best policy in the data and the exploration diagnostics, plus paired comparisons of the
     model with each control; result holds the per-rollout tables and the return frames (for figures).
     Bandits: regret at the horizon of the model, Thompson sampling, UCB1, uniformly random arms and the
-    random-weights model; result holds the regret curves.
+    random-weights model; result holds the regret curves. Both: result["per_task"] holds, per agent, the
+    per-task values the intervals resample (see `task_values`).
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     models = models if isinstance(models, (list, tuple)) else [models]
@@ -422,39 +423,35 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
                    "regret": {name: with_ci(values, seed) for name, values in final.items()},
                    "model_minus_thompson": compare(final["model"], final["Thompson sampling"], seed=seed),
                    "regret_to_thompson": float(final["model"].mean() / final["Thompson sampling"].mean())}
-        return figures, {"curves": curves}
+        return figures, {"curves": curves, "per_task": {name: pd.DataFrame({"regret": values}).rename_axis("task")
+                                                         for name, values in final.items()}}
     tables, frames = _grid_tables(models, source, tasks, protocol, seed)
     best = best_in_data_return(source.data, family, tasks, env_kwargs, training_returns=source.data_last_episode_return)
     optimal = float(optimal_returns(family, tasks, **env_kwargs).mean())
     last = f"last{protocol.last}"
-    task_values = {name: per_task(table) for name, table in tables.items()}
+    by_task = {name: per_task(table) for name, table in tables.items()}
     agents = {}
-    for name, values in task_values.items():
+    for name, values in by_task.items():
         agents[name] = {"first": with_ci(values["first"], seed), last: with_ci(values[last], seed),
                         "ratio_to_best_in_data": float(values[last].mean() / best) if best > 0 else float("nan"),
                         "median_first_reward_episode": float(tables[name]["first_reward_episode"].median()),
                         "median_cells_before_first_reward": float(tables[name]["cells_before_first_reward"].median())}
     figures = {**header, "episodes": protocol.episodes_for(family), "rollouts_per_task": protocol.rollouts_per_task,
                "agents": agents, "best_in_data_return": float(best), "optimal_return": optimal,
-               "model_minus": {name: compare(task_values["model"][last], task_values[name][last], seed=seed)
+               "model_minus": {name: compare(by_task["model"][last], by_task[name][last], seed=seed)
                                for name in ("memory_baseline", "random_weights")},
                "first_reward_episode_model_minus_memory_baseline": compare(
-                   task_values["model"]["first_reward_episode"], task_values["memory_baseline"]["first_reward_episode"],
+                   by_task["model"]["first_reward_episode"], by_task["memory_baseline"]["first_reward_episode"],
                    seed=seed)}
-    return figures, {"tables": tables, "frames": frames}
+    return figures, {"tables": tables, "frames": frames, "per_task": by_task}
 
 
 def task_values(result: dict) -> pd.DataFrame:
     """The per-task values behind an evaluation's intervals, one row per agent and task (rollouts and
     training seeds averaged): grid worlds their returns and exploration figures, bandits the regret at
-    the horizon. `recipes.compare_evaluations` pairs two saved tables task by task."""
-    if "curves" in result:
-        parts = [pd.DataFrame({"agent": name, "task": np.arange(len(curve)), "regret": curve[:, -1]})
-                 for name, curve in result["curves"].items()]
-    else:
-        parts = [per_task(table).reset_index().assign(agent=name) for name, table in result["tables"].items()]
-    frame = pd.concat(parts, ignore_index=True)
-    return frame[["agent", "task", *[column for column in frame if column not in ("agent", "task")]]]
+    the horizon, as `evaluate_protocol` computed them. `recipes.compare_evaluations` pairs two saved
+    tables task by task."""
+    return pd.concat(result["per_task"], names=["agent"]).reset_index()
 
 
 def headline(figures: dict) -> dict:
