@@ -17,6 +17,8 @@ agents differ on the same tasks. Any other decoding is an ablation (`decoding_ab
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,7 +28,7 @@ import torch
 from .curricula import demonstrator_return
 from .envs import FAMILIES, make_batched
 from .envs.grid import shortest_path_action
-from .histories import Histories, Provenance, episode_of_step, previous_actions_and_rewards
+from .histories import Histories, Provenance, array_sha256, episode_of_step, previous_actions_and_rewards
 from .sources import collect_rl_histories, optimal_returns
 
 DECODINGS = ("greedy", "sample", "greedy_when_rewarded")
@@ -388,6 +390,13 @@ def _grid_tables(models: list, source: Provenance, tasks, protocol: Protocol, se
     return tables, frames
 
 
+def task_digest(family: str, env_kwargs: dict | None, tasks) -> str:
+    """A short name of the exact tasks an evaluation played (family, environment settings and task array),
+    so that two saved evaluations pair up only where they played the same tasks."""
+    text = f"{family}{json.dumps(env_kwargs or {}, sort_keys=True)}{array_sha256(np.asarray(tasks))}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "adeps", seed: int = 0) -> tuple[dict, dict]:
     """A protocol's figures for one or more trained models (training seeds) of the same recipe, beside
     the controls on the same tasks and seeds, with 95% bootstrap intervals over tasks.
@@ -405,7 +414,8 @@ def evaluate_protocol(models, record: dict, tasks, protocol: Protocol | str = "a
     family, env_kwargs = source.env_family, source.env_kwargs
     tasks = np.asarray(tasks)
     header = {"protocol": protocol.name, "decoding": protocol.decoding, "temperature": protocol.temperature,
-              "training_seeds": len(models), "tasks": len(tasks), "evaluation_seed": seed}
+              "training_seeds": len(models), "tasks": len(tasks), "task_digest": task_digest(family, env_kwargs, tasks),
+              "evaluation_seed": seed}
     if FAMILIES[family][1].metric == "regret":
         curves = {}
         for index, model in enumerate(models):

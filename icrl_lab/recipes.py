@@ -228,7 +228,8 @@ def evaluate_checkpoint(models, record: dict, protocol: Protocol | str | None = 
     protocol = get_protocol(protocol, **overrides) if isinstance(protocol, str) else replace(
         protocol, **{k: v for k, v in overrides.items() if v is not None})
     tasks = task_split(family, split, protocol.num_tasks, seed, size=source.env_kwargs.get("size", 9))
-    return evaluate_protocol(models, record, tasks, protocol, seed)
+    figures, result = evaluate_protocol(models, record, tasks, protocol, seed)
+    return {**figures, "split": split}, result
 
 
 def save_figure(title: str, figures: dict, result: dict, path: Path):
@@ -279,12 +280,16 @@ def save_evaluation(printed: dict, result: dict, folder: Path, record: dict, epi
 # What two saved evaluations must share for their tasks to be paired one by one.
 SAME_SETTING = ("protocol", "decoding", "temperature", "tasks", "evaluation_seed", "episodes", "horizon",
                 "rollouts_per_task", "optimal_return")
+# Which tasks they were (the split evaluated, and `evaluate.task_digest`): checked where both saves record
+# them, which saves made before they were recorded do not.
+TASK_IDENTITY = ("split", "task_digest")
 
 
 def compare_evaluations(folder_a, folder_b, episodes: int | None = None) -> dict:
     """Paired comparison of the models of two evaluations saved with `--save` on the same tasks and seed
     (two checkpoints, or two sets of training seeds): for every per-task figure, the mean difference a - b,
-    its 95% bootstrap interval over tasks and whether it excludes 0."""
+    its 95% bootstrap interval over tasks and whether it excludes 0. Saves of different settings or tasks
+    are refused; "tasks_checked" says whether both recorded which tasks they played (TASK_IDENTITY)."""
     saved = []
     for folder in map(Path, (folder_a, folder_b)):
         paths = [folder / evaluation_file(episodes), folder / evaluation_file(episodes, per_task=True)]
@@ -296,7 +301,9 @@ def compare_evaluations(folder_a, folder_b, episodes: int | None = None) -> dict
                                         + " (saves made before per-task values were kept need this again)")
         saved.append((json.loads(paths[0].read_text()), pd.read_csv(paths[1])))
     (figures_a, values_a), (figures_b, values_b) = saved
-    for key in SAME_SETTING:
+    recorded_by_both = [key for key in TASK_IDENTITY if key in figures_a and key in figures_b]
+    tasks_checked = "task_digest" in recorded_by_both
+    for key in SAME_SETTING + tuple(recorded_by_both):
         if figures_a.get(key) != figures_b.get(key):
             raise ValueError(f"the evaluations differ in {key} ({figures_a.get(key)!r} in {folder_a}, "
                              f"{figures_b.get(key)!r} in {folder_b}): only evaluations of the same tasks under the "
@@ -304,9 +311,13 @@ def compare_evaluations(folder_a, folder_b, episodes: int | None = None) -> dict
     model_a, model_b = (values[values["agent"] == "model"].set_index("task").drop(columns="agent")
                         for values in (values_a, values_b))
     seed = figures_a["evaluation_seed"]
-    return {"a": figures_a["checkpoint"], "b": figures_b["checkpoint"],
-            **{key: figures_a.get(key) for key in SAME_SETTING if key in figures_a},
-            "a_minus_b": {column: compare(model_a[column], model_b[column], seed=seed) for column in model_a}}
+    paired = {"a": figures_a["checkpoint"], "b": figures_b["checkpoint"],
+              **{key: figures_a.get(key) for key in SAME_SETTING + TASK_IDENTITY if key in figures_a},
+              "tasks_checked": tasks_checked}
+    if not tasks_checked:
+        paired["note"] = ("a save made before evaluations recorded their tasks (task_digest): the tasks are paired "
+                          "by their number only; save it again with `evaluate --save` to check they are the same")
+    return {**paired, "a_minus_b": {column: compare(model_a[column], model_b[column], seed=seed) for column in model_a}}
 
 
 def reproduce(name: str, out_dir, seed: int = 0, command: str | None = None, progress: bool = True,

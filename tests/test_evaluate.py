@@ -173,3 +173,30 @@ def test_saved_evaluations_pair_up_task_by_task(tmp_path):
     with pytest.raises(FileNotFoundError, match="evaluation-per-task.csv does not exist"):
         compare_evaluations(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "a" / "evaluation.json").read_text())["checkpoint"] == "a"
+
+
+def test_compare_refuses_saves_of_other_tasks_of_the_same_number(tmp_path):
+    """Key-to-Door's validation and test splits are both 50 tasks with the same optimum: only the recorded
+    task digest tells them apart. A save from before digests were recorded pairs, and says it was not checked."""
+    import json
+
+    from icrl_lab.recipes import compare_evaluations, evaluate_checkpoint, save_evaluation
+
+    record = {"env_family": "DarkKeyToDoor", "env_kwargs": {}, "data": {"source": {"name": "q_learning"}},
+              "data_last_episode_return": 1.0}
+    model = tiny_model("DarkKeyToDoor")
+    for split in ("test", "validation"):
+        figures, result = evaluate_checkpoint(model, record, "adeps", split=split, seed=1, episodes=2, rollouts_per_task=1)
+        save_evaluation({"checkpoint": split, **figures}, result, tmp_path / split, record, episodes=2)
+    test, validation = (json.loads((tmp_path / split / "evaluation-2-episodes.json").read_text())
+                        for split in ("test", "validation"))
+    assert (test["tasks"], test["optimal_return"]) == (validation["tasks"], validation["optimal_return"]) == (50, 2.0)
+    assert test["split"] == "test" and test["task_digest"] != validation["task_digest"]
+    with pytest.raises(ValueError, match="differ in split"):
+        compare_evaluations(tmp_path / "test", tmp_path / "validation", episodes=2)
+    assert compare_evaluations(tmp_path / "test", tmp_path / "test", episodes=2)["tasks_checked"]
+    for key in ("split", "task_digest"):
+        del validation[key]  # as saved before the tasks were recorded
+    (tmp_path / "validation" / "evaluation-2-episodes.json").write_text(json.dumps(validation))
+    unchecked = compare_evaluations(tmp_path / "test", tmp_path / "validation", episodes=2)
+    assert not unchecked["tasks_checked"] and "save it again" in unchecked["note"]

@@ -58,6 +58,7 @@ def test_shipped_checkpoint_reproduces_its_protocol_figures(name):
     recorded = json.loads((SHIPPED / name / evaluation_file(episodes)).read_text())
     measured, _ = evaluate_checkpoint(model, record, seed=recorded["evaluation_seed"], episodes=episodes)
     assert measured["protocol"] == recorded["protocol"] and measured["decoding"] == recorded["decoding"]
+    assert (measured["split"], measured["task_digest"]) == (recorded["split"], recorded["task_digest"])  # the same tasks
     measured = headline(measured)
     for key in SHIPPED_KEYS[RECIPES[name].family]:
         assert measured[key] == pytest.approx(recorded["headline"][key], abs=TOLERANCE[key]), key
