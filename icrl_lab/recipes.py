@@ -312,7 +312,7 @@ def compare_evaluations(folder_a, folder_b, episodes: int | None = None) -> dict
                         for values in (values_a, values_b))
     seed = figures_a["evaluation_seed"]
     paired = {"a": figures_a["checkpoint"], "b": figures_b["checkpoint"],
-              **{key: figures_a.get(key) for key in SAME_SETTING + TASK_IDENTITY if key in figures_a},
+              **{key: figures_a.get(key) for key in SAME_SETTING + tuple(recorded_by_both) if key in figures_a},
               "tasks_checked": tasks_checked}
     if not tasks_checked:
         paired["note"] = ("a save made before evaluations recorded their tasks (task_digest): the tasks are paired "

@@ -199,4 +199,4 @@ def test_compare_refuses_saves_of_other_tasks_of_the_same_number(tmp_path):
         del validation[key]  # as saved before the tasks were recorded
     (tmp_path / "validation" / "evaluation-2-episodes.json").write_text(json.dumps(validation))
     unchecked = compare_evaluations(tmp_path / "test", tmp_path / "validation", episodes=2)
-    assert not unchecked["tasks_checked"] and "save it again" in unchecked["note"]
+    assert not unchecked["tasks_checked"] and "save it again" in unchecked["note"] and "task_digest" not in unchecked
