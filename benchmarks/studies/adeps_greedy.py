@@ -218,6 +218,12 @@ CANDIDATES = {
     # Width 128 and 4 layers at the recipe's batch, with the lr of the Dark Room width-128 runs.
     "ktd_ad_d128_context160": (KEY_TO_DOOR, {"kind": "ad", **D128, "window_steps": 160},
                                {**RECIPE_TRAIN, "learning_rate": 1e-3, "context_steps": 160}),
+    # The door search chains look-ups: which steps of each episode came after its key, which cells those steps
+    # visited without the door's reward, which of them lie next to the current cell. A 2-layer network has two
+    # rounds of attention for that, and the teaching levels off with it (about 1.2x); width 128 added layers
+    # but also width and a lower lr. The recipe's width, batch and lr with 4 layers.
+    "ktd_ad_d64_4_layers_context160": (KEY_TO_DOOR, {**RECIPE_AD, "n_layer": 4, "window_steps": 160},
+                                       {**RECIPE_TRAIN, "context_steps": 160}),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
