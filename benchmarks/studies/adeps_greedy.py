@@ -213,6 +213,12 @@ CANDIDATES = {
     # times the windows per update, so that each update sees four times as many of them.
     "ktd_ad_d64_context160_batch256": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160},
                                        {**RECIPE_TRAIN, "batch_size": 256, "context_steps": 160}),
+    # The same rare steps without the noise of the draw: at the floor three labels in four are uniform draws.
+    # The target is the demonstrator's distribution (epsilon-greedy around its recorded move), whose best
+    # prediction given a context is the same.
+    "ktd_ad_d64_context160_demonstrator_policy": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160,
+                                                                "target": "demonstrator_policy"},
+                                                  {**RECIPE_TRAIN, "context_steps": 160}),
     # Taught on its own contexts by the data's perfect fit (--imitate bayes), the recipe's network comes nearer the
     # fit's predictions there and not nearer its policy: is the width-64 network too small for the door search?
     # Width 128 and 4 layers at the recipe's batch, with the lr of the Dark Room width-128 runs.
