@@ -87,6 +87,9 @@ RECIPE_TRAIN = {"batch_size": 64, "learning_rate": 3e-3}
 # The same with a window of a whole 20-episode history (400 steps), in training and in acting.
 WHOLE_HISTORY_AD = {**RECIPE_AD, "window_steps": 400}
 WHOLE_HISTORY_TRAIN = {**RECIPE_TRAIN, "context_steps": 400}
+# The same at Key-to-Door's 160-step window.
+KEY_TO_DOOR_AD = {**RECIPE_AD, "window_steps": 160}
+KEY_TO_DOOR_TRAIN = {**RECIPE_TRAIN, "context_steps": 160}
 
 # name: (data, model kind and config, train settings)
 CANDIDATES = {
@@ -207,18 +210,16 @@ CANDIDATES = {
     # window holds four of them (the no-model control opens its first door in episode 10). The recipe's
     # network with 400 steps in its window (and the recipe's window as its control, trained alike).
     "ktd_ad_d64_context400": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 400}, {**RECIPE_TRAIN, "context_steps": 400}),
-    "ktd_ad_d64_context160": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160}, {**RECIPE_TRAIN, "context_steps": 160}),
+    "ktd_ad_d64_context160": (KEY_TO_DOOR, KEY_TO_DOOR_AD, KEY_TO_DOOR_TRAIN),
     # On the demonstrator's own contexts these models have learned the key search and not the way back to a door
     # their window shows (--agreement-key-to-door): rare steps (8%) with a weak signal (epsilon 0.75 to 1). Four
     # times the windows per update, so that each update sees four times as many of them.
-    "ktd_ad_d64_context160_batch256": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160},
-                                       {**RECIPE_TRAIN, "batch_size": 256, "context_steps": 160}),
+    "ktd_ad_d64_context160_batch256": (KEY_TO_DOOR, KEY_TO_DOOR_AD, {**KEY_TO_DOOR_TRAIN, "batch_size": 256}),
     # The same rare steps without the noise of the draw: at the floor three labels in four are uniform draws.
     # The target is the demonstrator's distribution (epsilon-greedy around its recorded move), whose best
     # prediction given a context is the same.
-    "ktd_ad_d64_context160_demonstrator_policy": (KEY_TO_DOOR, {**RECIPE_AD, "window_steps": 160,
-                                                                "target": "demonstrator_policy"},
-                                                  {**RECIPE_TRAIN, "context_steps": 160}),
+    "ktd_ad_d64_context160_demonstrator_policy": (KEY_TO_DOOR, {**KEY_TO_DOOR_AD, "target": "demonstrator_policy"},
+                                                  KEY_TO_DOOR_TRAIN),
     # Taught on its own contexts by the data's perfect fit (--imitate bayes), the recipe's network comes nearer the
     # fit's predictions there and not nearer its policy: is the width-64 network too small for the door search?
     # Width 128 and 4 layers at the recipe's batch, with the lr of the Dark Room width-128 runs.
@@ -228,8 +229,7 @@ CANDIDATES = {
     # visited without the door's reward, which of them lie next to the current cell. A 2-layer network has two
     # rounds of attention for that, and the teaching levels off with it (about 1.2x); width 128 added layers
     # but also width and a lower lr. The recipe's width, batch and lr with 4 layers.
-    "ktd_ad_d64_4_layers_context160": (KEY_TO_DOOR, {**RECIPE_AD, "n_layer": 4, "window_steps": 160},
-                                       {**RECIPE_TRAIN, "context_steps": 160}),
+    "ktd_ad_d64_4_layers_context160": (KEY_TO_DOOR, {**KEY_TO_DOOR_AD, "n_layer": 4}, KEY_TO_DOOR_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
