@@ -63,6 +63,11 @@ class ADConfig:
     # the same best prediction given a context (the posterior predictive), the second without the noise of
     # the draw in its gradient; or "action_probabilities", a teacher's soft labels that the data carries.
     target: str = "actions"
+    # False: a step's token keeps only whether an episode starts there, not which move came before it. On a
+    # grid the cells of the stream show every move that moved; what is lost is which wall a move pushed
+    # against, which says nothing of the goal, and which a model reading its own moves as a demonstrator's
+    # can take for evidence and push on.
+    previous_action_input: bool = True
 
     def __post_init__(self):
         self.obs_factors = tuple(int(f) for f in self.obs_factors)
@@ -81,6 +86,7 @@ class ADConfig:
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)"),
             ("key_dropout", 0 <= self.key_dropout < 1, "in [0, 1)"),
             ("absolute_positions", isinstance(self.absolute_positions, bool), "True or False"),
+            ("previous_action_input", isinstance(self.previous_action_input, bool), "True or False"),
             ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
              f"digits whose product is num_obs={self.num_obs}"),
             ("target", self.target in TARGETS, f"one of {TARGETS}"),
@@ -267,6 +273,8 @@ class ICRLTransformer(nn.Module):
         """Tokens for a (batch, steps) stream: one per step, or three (action, reward, observation)."""
         digits = (observations[..., None] // self.obs_radix) % torch.tensor(self.obs_factor_sizes, device=observations.device)
         obs = sum(embedding(digits[..., i]) for i, embedding in enumerate(self.obs_embeddings))
+        if not self.config.previous_action_input:  # every move reads as the first action's id; a start stays a start
+            prev_actions = torch.where(prev_actions == self.config.num_actions, prev_actions, 0)
         action = self.action_embedding(prev_actions)
         reward = prev_rewards[..., None].to(obs.dtype) * self.reward_embedding(prev_actions)
         if self.config.tokens_per_step == 1:

@@ -60,6 +60,22 @@ def test_absolute_positions_tell_a_step_its_place_up_to_the_window_and_not_after
     torch.testing.assert_close(relative_only[1], relative_only[2], msg="rotary embeddings alone cannot tell them apart")
 
 
+def test_without_the_previous_action_input_a_token_keeps_only_where_episodes_start():
+    torch.manual_seed(0)
+    config = ADConfig(num_obs=81, num_actions=5, obs_factors=(9, 9), window_steps=8, d_model=32, n_layer=2, n_head=4,
+                      previous_action_input=False)
+    model = ICRLTransformer(config).eval()
+    obs, actions, rewards = stream(2, 12)
+    other_moves = torch.where(actions == 5, actions, (actions + 1) % 5)  # every move changed, every start kept
+    one_more_start = actions.clone()
+    one_more_start[:, 6] = 5
+    with_moves = ICRLTransformer(dataclasses.replace(config, previous_action_input=True)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(obs, other_moves, rewards), model(obs, actions, rewards))
+        assert not torch.allclose(model(obs, one_more_start, rewards)[:, 6:], model(obs, actions, rewards)[:, 6:])
+        assert not torch.allclose(with_moves(obs, other_moves, rewards), with_moves(obs, actions, rewards))
+
+
 def test_window_limits_what_a_step_sees():
     torch.manual_seed(0)
     model = ICRLTransformer(ADConfig(num_obs=81, num_actions=5, window_steps=4, d_model=16, n_layer=1, n_head=2)).eval()
@@ -102,7 +118,8 @@ def test_key_dropout_keeps_each_token_its_own_key_and_is_off_when_acting():
 @pytest.mark.parametrize("field, value, fragment", [
     ("d_model", 30, "d_model=30"), ("tokens_per_step", 2, "tokens_per_step=2"),
     ("obs_factors", (9, 8), "obs_factors=(9, 8)"), ("window_steps", 0, "window_steps=0"),
-    ("key_dropout", 1.0, "key_dropout=1.0"), ("absolute_positions", "yes", "True or False")])
+    ("key_dropout", 1.0, "key_dropout=1.0"), ("absolute_positions", "yes", "True or False"),
+    ("previous_action_input", 0, "previous_action_input=0")])
 def test_bad_config_is_named(field, value, fragment):
     kwargs = {"num_obs": 81, "num_actions": 5, "d_model": 32, "n_head": 4, field: value}
     with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):

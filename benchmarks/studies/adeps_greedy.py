@@ -19,6 +19,7 @@ every `eval_every` updates, the greedy in-context figures (the AD^eps protocol) 
     python benchmarks/studies/adeps_greedy.py --bayes-paper-pace 0.5 --seed 1          (the paper's pace and window)
     python benchmarks/studies/adeps_greedy.py --bayes-key-to-door --seed 1            (a perfect fit of Key-to-Door data)
     python benchmarks/studies/adeps_greedy.py --key-to-door-outcomes icrl_lab/checkpoints/key_to_door_adeps --seed 1
+    python benchmarks/studies/adeps_greedy.py --key-to-door-outcomes CHECKPOINT --outcome-tasks train  (on trained tasks)
     python benchmarks/studies/adeps_greedy.py --agreement-paper-pace CHECKPOINT ...   (the same against its perfect fit)
     python benchmarks/studies/adeps_greedy.py --agreement-key-to-door CHECKPOINT ...  (the same for Key-to-Door, by what a step seeks)
     python benchmarks/studies/adeps_greedy.py --loss-gap CHECKPOINT ...               (loss against a perfect fit)
@@ -56,6 +57,7 @@ import torch
 
 from icrl_lab.curricula import collect_noise_distillation, demonstrator_return, demonstrator_returns
 from icrl_lab.envs import dark_room_goals, key_to_door_tasks, make_batched, task_split, token_sizes
+from icrl_lab.envs.grid import NOOP
 from icrl_lab.evaluate import (PROTOCOLS, MemoryAgent, bootstrap_ci, compare, in_context_figures, in_context_rollout,
                                per_task, play, rollout_table, with_ci)
 from icrl_lab.histories import (OPTIONAL_STEP_ARRAYS, PER_ACTION_ARRAYS, STEP_ARRAYS, Histories, join_histories,
@@ -67,7 +69,7 @@ from icrl_lab.probe import (bayes_action_probabilities, bayes_rollout, compare_e
                             key_to_door_bayes_rollout,
                             key_to_door_parts, loss_against_bayes, random_histories,
                             with_window_epsilon)
-from icrl_lab.probe.bayes import demonstrator_moves, draw_actions
+from icrl_lab.probe.bayes import demonstrator_moves, draw_actions, part_means
 from icrl_lab.probe.representations import residual_stream
 from icrl_lab.schedules import LinearSchedule, schedule_of
 from icrl_lab.models import CONFIGS, check_model_files, load_model
@@ -230,6 +232,12 @@ CANDIDATES = {
     # rounds of attention for that, and the teaching levels off with it (about 1.2x); width 128 added layers
     # but also width and a lower lr. The recipe's width, batch and lr with 4 layers.
     "ktd_ad_d64_4_layers_context160": (KEY_TO_DOOR, {**KEY_TO_DOOR_AD, "n_layer": 4}, KEY_TO_DOOR_TRAIN),
+    # On their own door search the models push into a wall in half their moves and repeat their last move three
+    # times as often as the perfect fit (--agreement-key-to-door): in the data a move into a wall is always a
+    # random one, and a model that reads its own pushes as the demonstrator's moves toward the door keeps on.
+    # Without the previous move in the token, the cells show each move that moved and a push reads as a stay.
+    "ktd_ad_d64_context160_no_action_input": (KEY_TO_DOOR, {**KEY_TO_DOOR_AD, "previous_action_input": False},
+                                              KEY_TO_DOOR_TRAIN),
     # The GRU improves greedily on Q-learning data where the transformer does not (cpu_seeds study).
     "gru_d64_slow_curriculum_floor0.5": ({**PAPER_PACE, "floor": 0.5},
                                          {"kind": "gru", "d_model": 64, "n_layer": 2}, RECIPE_TRAIN),
@@ -796,7 +804,8 @@ def agreement_key_to_door(checkpoints: list[Path], seed: int = 5, tasks: int = 1
     while the window shows none opened; the door while it shows one): on the demonstrator's 400-step histories
     at constant noise levels from the floor to 1 (a window cut anywhere in an 800-step history holds nearly
     one level), and on the model's own greedy rollouts of 30 episodes (4 a task); beside each, the gap of a
-    uniform guess, which is what there is to learn."""
+    uniform guess, which is what there is to learn; and with each, how often the model's and the fit's likeliest
+    moves repeat the last move, and how often the history's moves push into a wall (`key_to_door_gap`)."""
     torch.set_num_threads(1)
     validation = task_split("DarkKeyToDoor", "validation")[:tasks]
     for checkpoint in checkpoints:
@@ -817,10 +826,30 @@ def key_to_door_gap(model, histories: Histories, levels, window: int) -> tuple[d
     """How far a Key-to-Door model's prediction is from the perfect fit of its data (`levels`: the fit's noise
     levels and weights) along `histories`, by what each step seeks (`probe.key_to_door_parts`); and the same
     gap for a guess with no context (every action alike), which is what there is to learn. (Its argmax is a
-    tie, so only the divergence is kept.)"""
+    tie, so only the divergence is kept.) Beside them, how often the model's likeliest move and the fit's
+    repeat the move just made (steps after an episode's first): does the model carry on its own moves more
+    than the fit would? And how often the history's own move pushed into a wall (steps before an episode's
+    last)."""
     fit, parts = key_to_door_action_probabilities(histories, *levels, window), key_to_door_parts(histories, window)
-    gap = prediction_gap(fit, model_action_log_probs(model, histories, whole_history=False), histories, parts)
+    log_probs = model_action_log_probs(model, histories, whole_history=False)
+    gap = prediction_gap(fit, log_probs, histories, parts)
     uniform = prediction_gap(fit, np.full(fit.shape, -np.log(fit.shape[-1])), histories, parts)
+    previous = np.concatenate([np.full_like(histories.actions[:, :1], -1), histories.actions[:, :-1]], axis=1)
+    episode_start = np.concatenate([np.ones_like(histories.dones[:, :1], dtype=bool),
+                                    histories.dones[:, :-1].astype(bool)], axis=1)
+    fit_at_previous = np.take_along_axis(fit, np.maximum(previous, 0)[..., None], -1)[..., 0]
+    repeats = part_means({part: steps & ~episode_start for part, steps in parts.items()},
+                         {"model_argmax_repeats_previous_move": log_probs.argmax(-1) == previous,
+                          "fit_argmax_repeats_previous_move": fit_at_previous >= fit.max(-1) - 1e-9})
+    stays = np.zeros_like(episode_start)
+    stays[:, :-1] = histories.observations[:, 1:] == histories.observations[:, :-1]
+    episode_goes_on = np.zeros_like(episode_start)
+    episode_goes_on[:, :-1] = ~histories.dones[:, :-1].astype(bool)
+    walls = part_means({part: steps & episode_goes_on for part, steps in parts.items()},
+                       {"move_into_a_wall": stays & (histories.actions != NOOP)})
+    gap = {part: {**figures, **{key: value for key, value in {**repeats[part], **walls[part]}.items()
+                                if key != "share_of_steps"}}
+           for part, figures in gap.items()}
     return gap, {part: {key: value for key, value in figures.items() if key != "argmax_agrees"}
                  for part, figures in uniform.items()}
 
@@ -870,14 +899,16 @@ def bayes_key_to_door(seed: int = 1, levels: int = 6):
     print(json.dumps(line), flush=True)
 
 
-def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1):
+def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1, split: str = "test"):
     """How each Key-to-Door checkpoint's episodes end under the adeps protocol on the 50 held-out tasks (greedy,
     1,000 episodes, 4 rollouts a task), beside the no-model control: the share of the last 10 episodes that
     return 0 (no key), 1 (the key, not the door) and 2 (the key, then the door), and the median episode of a
     rollout's first door (the number played where it never opens one). First, the same shares for the data's
-    best policy (the demonstrator at its floor, 256 episodes a task)."""
+    best policy (the demonstrator at its floor, 256 episodes a task). `split` "train" or "fit" plays the first 50
+    tasks of that split instead: tasks the models trained on."""
     torch.set_num_threads(1)
-    protocol, tasks = PROTOCOLS["adeps"], np.repeat(key_to_door_tasks("test"), PROTOCOLS["adeps"].rollouts_per_task, axis=0)
+    played = task_split("DarkKeyToDoor", split)[:len(key_to_door_tasks("test"))]
+    protocol, tasks = PROTOCOLS["adeps"], np.repeat(played, PROTOCOLS["adeps"].rollouts_per_task, axis=0)
     episodes = protocol.episodes_for("DarkKeyToDoor")
 
     def outcomes(frame) -> dict:
@@ -888,15 +919,17 @@ def key_to_door_outcomes(checkpoints: list[Path], seed: int = 1):
                 "median_first_door_episode": float(np.median(np.where(opened.any(axis=1), opened.argmax(axis=1), episodes)))}
 
     floor = load_shipped("key_to_door_adeps")[1]["data"]["source"]["floor"]
-    returns = demonstrator_returns("DarkKeyToDoor", key_to_door_tasks("test"), floor, episodes_per_task=256, seed=seed)
-    print(json.dumps({"agent": "the data's best policy (the demonstrator at its floor, one episode)", "floor": floor,
+    returns = demonstrator_returns("DarkKeyToDoor", played, floor, episodes_per_task=256, seed=seed)
+    print(json.dumps({"agent": "the data's best policy (the demonstrator at its floor, one episode)", "tasks": split,
+                      "floor": floor,
                       **{f"share_return_{value}": float((returns == value).mean()) for value in (0, 1, 2)}}), flush=True)
     env = make_batched("DarkKeyToDoor", tasks)
-    print(json.dumps({"agent": "no_model", **outcomes(play(env, MemoryAgent(env, seed), episodes, seed)[0])}), flush=True)
+    print(json.dumps({"agent": "no_model", "tasks": split, **outcomes(play(env, MemoryAgent(env, seed), episodes, seed)[0])}),
+          flush=True)
     for checkpoint in checkpoints:
         model, _ = load_model(checkpoint)
         frame, _ = in_context_rollout(model, "DarkKeyToDoor", tasks, episodes, mode="greedy", seed=seed)
-        print(json.dumps({"agent": str(checkpoint), **outcomes(frame)}), flush=True)
+        print(json.dumps({"agent": str(checkpoint), "tasks": split, **outcomes(frame)}), flush=True)
 
 
 def best_in_data_on_test_goals(floor: float) -> float:
@@ -1144,6 +1177,8 @@ def main():
                              "last round's checkpoint)")
     parser.add_argument("--goals", choices=("validation", "fit"), default="validation",
                         help="with --paths: the validation goals, or as many of the fit goals")
+    parser.add_argument("--outcome-tasks", choices=("test", "train", "fit"), default="test",
+                        help="with --key-to-door-outcomes: the 50 held-out tasks, or the first 50 of a training split")
     parser.add_argument("--goal-prior", choices=("uniform", "fit"), default="uniform",
                         help="with --bayes: the perfect fit's prior over goal cells")
     args = parser.parse_args()
@@ -1169,7 +1204,7 @@ def main():
         "bayes": lambda: bayes(args.bayes, args.seed, args.goal_prior),
         "bayes_paper_pace": lambda: bayes_paper_pace(args.bayes_paper_pace, args.seed),
         "bayes_key_to_door": lambda: bayes_key_to_door(args.seed),
-        "key_to_door_outcomes": lambda: key_to_door_outcomes(args.key_to_door_outcomes, args.seed),
+        "key_to_door_outcomes": lambda: key_to_door_outcomes(args.key_to_door_outcomes, args.seed, args.outcome_tasks),
         "loss_gap": lambda: loss_gap(args.loss_gap),
         "average": lambda: average(args.average, args.seed),
         "ensemble": lambda: ensemble(args.ensemble, args.seed),
