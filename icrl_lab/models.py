@@ -273,8 +273,7 @@ class ICRLTransformer(nn.Module):
         """Tokens for a (batch, steps) stream: one per step, or three (action, reward, observation)."""
         digits = (observations[..., None] // self.obs_radix) % torch.tensor(self.obs_factor_sizes, device=observations.device)
         obs = sum(embedding(digits[..., i]) for i, embedding in enumerate(self.obs_embeddings))
-        # Every move reads as the first action's id, a start stays a start (recurrent configs have no such choice).
-        if not getattr(self.config, "previous_action_input", True):
+        if not self.config.previous_action_input:  # every move reads as the first action's id; a start stays a start
             prev_actions = torch.where(prev_actions == self.config.num_actions, prev_actions, 0)
         action = self.action_embedding(prev_actions)
         reward = prev_rewards[..., None].to(obs.dtype) * self.reward_embedding(prev_actions)

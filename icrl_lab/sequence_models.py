@@ -47,6 +47,7 @@ class RecurrentConfig:
     dropout: float = 0.0
     target: str = "actions"
     tokens_per_step: int = 1  # one token per step, as the transformer's default
+    previous_action_input: bool = True  # the shared embed reads it (see ADConfig)
 
     @property
     def observation_ids(self) -> int:
@@ -58,6 +59,7 @@ class RecurrentConfig:
                   ("window_steps", self.window_steps >= 1, ">= 1"), ("d_model", self.d_model >= 1, ">= 1"),
                   ("n_layer", self.n_layer >= 1, ">= 1"), ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
                   ("tokens_per_step", self.tokens_per_step == 1, "1"),
+                  ("previous_action_input", isinstance(self.previous_action_input, bool), "True or False"),
                   ("obs_factors", not self.obs_factors or math.prod(self.obs_factors) == self.num_obs,
                    f"digits whose product is num_obs={self.num_obs}"),
                   ("target", self.target in TARGETS, f"one of {TARGETS}")]
